@@ -1,0 +1,34 @@
+"""Shared input checks and the target-selection helper for attribution methods."""
+from __future__ import annotations
+
+import torch
+
+
+def check_inputs(inputs: torch.Tensor, min_dim: int = 2) -> torch.Tensor:
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    if inputs.dim() < min_dim:
+        raise ValueError(f"inputs must be batched with shape (N, ...) of at least {min_dim} dims, "
+                         f"got shape {tuple(inputs.shape)}; add a batch dim with inputs[None]")
+    if not torch.isfinite(inputs).all():
+        raise ValueError("inputs contains NaN or inf")
+    return inputs
+
+
+def target_index(target, n: int, n_outputs: int) -> torch.Tensor:
+    """``target`` (int, sequence or tensor) → LongTensor of shape (n,), range-checked."""
+    if isinstance(target, bool):
+        raise TypeError("target must be an int or one int per sample, got a bool")
+    t = torch.as_tensor(target, dtype=torch.long).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"target must be an int or have one entry per sample ({n}), got {t.numel()}")
+    if (t < 0).any() or (t >= n_outputs).any():
+        raise ValueError(f"target out of range: model has {n_outputs} outputs, got {t.tolist()}")
+    return t
+
+
+def select(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """outputs[i, target[i]] for each i."""
+    return outputs.gather(1, target.to(outputs.device)[:, None])[:, 0]

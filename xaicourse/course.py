@@ -1,0 +1,287 @@
+"""The course pipeline: execute and publish notebooks, generate exercises, autograde.
+
+All real work is done by nbclient/nbconvert (execution, HTML) and nbgrader
+(generate_assignment, autograde, the gradebook); this module only arranges files.
+
+Layout it expects under ``root``: ``lectures/NN_topic.ipynb``,
+``solutions/NN_topic/*.ipynb`` (nbgrader source), ``exercises/NN_topic/`` (generated).
+"""
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+
+# ----------------------------------------------------------------------------- discovery
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """The course root: the nearest folder at or above ``start`` holding ``lectures/``."""
+    p = Path(start or os.getcwd()).resolve()
+    for q in (p, *p.parents):
+        if (q / "lectures").is_dir() and (q / "solutions").is_dir():
+            return q
+    raise FileNotFoundError(f"no course root (a folder with lectures/ and solutions/) at or above {p}")
+
+
+def lecture_notebooks(root: Path) -> list[Path]:
+    return sorted((Path(root) / "lectures").glob("[0-9][0-9]_*.ipynb"))
+
+
+def solution_notebooks(root: Path) -> list[Path]:
+    return sorted((Path(root) / "solutions").glob("[0-9][0-9]_*/*.ipynb"))
+
+
+def exercise_names(root: Path) -> list[str]:
+    return sorted(p.name for p in (Path(root) / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
+
+
+# ----------------------------------------------------------------------------- execution
+@dataclass
+class RunResult:
+    path: Path
+    ok: bool
+    seconds: float
+    error: str = ""
+    nb: object = None
+
+
+def execute_notebook(path: Path, quick: bool = False, timeout: int = 600, kernel: str = "python3") -> RunResult:
+    """Run a notebook top to bottom in its own folder; on failure report the failing cell."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    env_quick = os.environ.get("XAICOURSE_QUICK")
+    os.environ["XAICOURSE_QUICK"] = "1" if quick else "0"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    t0 = time.time()
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+        return RunResult(path, True, time.time() - t0, nb=nb)
+    except (CellExecutionError, CellTimeoutError) as err:
+        idx = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
+            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        where = f"cell {idx}" if idx is not None else "a cell"
+        return RunResult(path, False, time.time() - t0, f"{path.name}: failed in {where}:\n{err}", nb=nb)
+    except Exception as err:  # kernel died, etc.
+        return RunResult(path, False, time.time() - t0, f"{path.name}: {type(err).__name__}: {err}", nb=nb)
+    finally:
+        if env_quick is None:
+            os.environ.pop("XAICOURSE_QUICK", None)
+        else:
+            os.environ["XAICOURSE_QUICK"] = env_quick
+
+
+def _title(nb, fallback: str) -> str:
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            for line in c.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return fallback
+
+
+def build(root: Path, out: Path | None = None, quick: bool = False, only: str | None = None,
+          log=print) -> int:
+    """Execute every lecture and solution notebook and write an HTML site with an index.
+
+    Returns the number of failed notebooks (0 = success). Failures are reported by name
+    with the failing cell.
+    """
+    from nbconvert import HTMLExporter
+
+    root = Path(root)
+    out = Path(out or root / "build" / "site")
+    out.mkdir(parents=True, exist_ok=True)
+    notebooks = lecture_notebooks(root) + solution_notebooks(root)
+    if only:
+        notebooks = [p for p in notebooks if only in p.name or only in p.parent.name]
+    exporter = HTMLExporter()
+    entries, failures = [], []
+    for p in notebooks:
+        log(f"[build] running {p.relative_to(root)} ...")
+        r = execute_notebook(p, quick=quick)
+        rel = p.relative_to(root)
+        html_name = str(rel.with_suffix(".html")).replace(os.sep, "__")
+        body, _ = exporter.from_notebook_node(r.nb)
+        (out / html_name).write_text(body, encoding="utf-8")
+        entries.append((rel, html_name, _title(r.nb, p.stem), r))
+        log(f"[build]   {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f}s")
+        if not r.ok:
+            failures.append(r)
+    rows = "\n".join(
+        f"<li><a href='{html.escape(h)}'>{html.escape(t)}</a> <small>({html.escape(str(rel))}, "
+        f"{r.seconds:.0f}s{'' if r.ok else ', <b style=color:#b00>FAILED</b>'})</small></li>"
+        for rel, h, t, r in entries)
+    (out / "index.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>xaicourse</title></head><body>"
+        "<h1>xaicourse — explaining neural networks</h1>"
+        f"<p>Built {'in quick mode ' if quick else ''}on {time.strftime('%Y-%m-%d %H:%M')}.</p>"
+        f"<ul>{rows}</ul></body></html>", encoding="utf-8")
+    for r in failures:
+        log(f"[build] FAILED: {r.error}")
+    log(f"[build] {len(entries) - len(failures)}/{len(entries)} notebooks ok; site: {out / 'index.html'}")
+    return len(failures)
+
+
+# ----------------------------------------------------------------------------- nbgrader
+def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}",
+           f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
+    env = dict(os.environ, MPLBACKEND="Agg", XAICOURSE_QUICK="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    return subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _course_dir(root: Path, names: list[str]) -> Path:
+    """A temporary nbgrader course folder whose source/ holds the solutions."""
+    course = Path(tempfile.mkdtemp(prefix="xaicourse-nbgrader-"))
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\n"
+        "c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\\nraise NotImplementedError()'}\n")
+    for name in names:
+        shutil.copytree(Path(root) / "solutions" / name, course / "source" / name,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return course
+
+
+def generate_exercises(root: Path, dest: Path | None = None, log=print) -> Path:
+    """Regenerate ``exercises/`` (or ``dest``) from ``solutions/`` with nbgrader."""
+    root = Path(root)
+    dest = Path(dest or root / "exercises")
+    names = exercise_names(root)
+    course = _course_dir(root, names)
+    try:
+        for name in names:
+            r = _nbgrader(course, "generate_assignment", name, "--force")
+            if r.returncode != 0:
+                raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{r.stdout}\n{r.stderr}")
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for name in names:
+            shutil.copytree(course / "release" / name, dest / name)
+            log(f"[exercises] {name} → {dest / name}")
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
+    return dest
+
+
+def _canonical(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return json.dumps(nb, sort_keys=True)
+
+
+def notebooks_with_outputs(root: Path) -> list[Path]:
+    root = Path(root)
+    found = []
+    for p in sorted(root.glob("lectures/*.ipynb")) + sorted(root.glob("solutions/*/*.ipynb")) \
+            + sorted(root.glob("exercises/*/*.ipynb")):
+        nb = nbformat.read(p, as_version=4)
+        if any(c.cell_type == "code" and (c.get("outputs") or c.get("execution_count")) for c in nb.cells):
+            found.append(p)
+    return found
+
+
+def check(root: Path, log=print) -> list[str]:
+    """Problems that block a commit: exercises out of sync, notebooks with outputs."""
+    root = Path(root)
+    problems = [f"{p.relative_to(root)} carries outputs (clear them before committing)"
+                for p in notebooks_with_outputs(root)]
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = generate_exercises(root, Path(tmp) / "ex", log=lambda *a: None)
+        have = {p.relative_to(root / "exercises") for p in (root / "exercises").rglob("*") if p.is_file()}
+        want = {p.relative_to(fresh) for p in fresh.rglob("*") if p.is_file()}
+        for rel in sorted(want - have):
+            problems.append(f"exercises/{rel} is missing: run `xaicourse exercises`")
+        for rel in sorted(have - want):
+            problems.append(f"exercises/{rel} has no source in solutions/: run `xaicourse exercises`")
+        for rel in sorted(want & have):
+            a, b = fresh / rel, root / "exercises" / rel
+            same = (_canonical(a) == _canonical(b)) if rel.suffix == ".ipynb" else a.read_bytes() == b.read_bytes()
+            if not same:
+                problems.append(f"exercises/{rel} is out of sync with solutions/: run `xaicourse exercises`")
+    for p in problems:
+        log(f"[check] {p}")
+    return problems
+
+
+def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=print) -> list[dict]:
+    """Autograde every submission with nbgrader and write a CSV.
+
+    ``submissions`` is laid out like nbgrader's ``submitted/`` folder:
+    ``SUBMISSIONS/<student>/<exercise>/<notebook>.ipynb``. Each (student, exercise) is
+    graded in its own nbgrader process with a per-cell timeout, so a submission that
+    crashes, hangs or tampers with locked cells still gets a row and never stops the batch.
+    Locked (read-only) cells and hidden tests are restored from the source by nbgrader.
+    CSV columns: student, exercise, score, max_score, status.
+    """
+    from nbgrader.api import Gradebook
+
+    root, submissions, out_csv = Path(root), Path(submissions), Path(out_csv)
+    if not submissions.is_dir():
+        raise ValueError(f"submissions must be a folder <student>/<exercise>/*.ipynb, got {submissions}")
+    names = exercise_names(root)
+    course = _course_dir(root, names)
+    rows = []
+    try:
+        for name in names:
+            r = _nbgrader(course, "generate_assignment", name, "--force")
+            if r.returncode != 0:
+                raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{r.stderr}")
+        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+            max_scores = {n: gb.find_assignment(n).max_score for n in names}
+        for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
+            student = student_dir.name
+            for ex_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
+                ex = ex_dir.name
+                if ex not in names:
+                    rows.append(dict(student=student, exercise=ex, score=0.0, max_score=0.0,
+                                     status=f"unknown exercise (known: {', '.join(names)})"))
+                    continue
+                dst = course / "submitted" / student / ex
+                shutil.copytree(ex_dir, dst, dirs_exist_ok=True)
+                status = "ok"
+                try:
+                    r = _nbgrader(course, "autograde", ex, f"--student={student}", "--create", "--force",
+                                  f"--ExecutePreprocessor.timeout={timeout}",
+                                  timeout=timeout * 20 + 120)
+                    if r.returncode != 0:
+                        status = "autograde failed: " + _last_error(r.stdout + r.stderr)
+                except subprocess.TimeoutExpired:
+                    status = "autograde timed out"
+                score = 0.0
+                try:
+                    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+                        score = float(gb.find_submission(ex, student).score)
+                except Exception as err:  # no submission recorded: keep the row, score 0
+                    if status == "ok":
+                        status = f"no grade recorded ({type(err).__name__})"
+                rows.append(dict(student=student, exercise=ex, score=score, max_score=float(max_scores[ex]),
+                                 status=status))
+                log(f"[grade] {student} / {ex}: {score:g} / {max_scores[ex]:g} ({status})")
+    finally:
+        shutil.rmtree(course, ignore_errors=True)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["student", "exercise", "score", "max_score", "status"])
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def _last_error(text: str) -> str:
+    lines = [l.strip() for l in text.splitlines() if "ERROR" in l or "Error" in l]
+    return (lines[-1] if lines else text.strip().splitlines()[-1] if text.strip() else "unknown")[:300]

@@ -1,0 +1,201 @@
+"""Offline, deterministic datasets for the course.
+
+* ``load_digits_tensors()`` — scikit-learn's bundled 8×8 digits as torch tensors with a
+  fixed stratified train/test split (no download).
+* ``make_shapes(n, ...)`` — procedurally drawn RGB images of simple shapes on textured
+  backgrounds, each with a per-pixel ground-truth mask of the object; optionally a
+  spurious corner "watermark" correlated with the label (for Clever-Hans lessons) and a
+  fraction of flipped labels (for data-attribution lessons).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
+
+
+@dataclass
+class Split:
+    """A train/test split of image tensors (N, C, H, W) in [0, 1] with int64 labels."""
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    class_names: tuple
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.X_train.shape[1:])
+
+
+def load_digits_tensors(test_size: float = 0.25, seed: int = 0) -> Split:
+    """scikit-learn's digits (1,797 images, 8×8, 10 classes) as ``Split`` tensors.
+
+    Images are scaled from 0..16 to [0, 1] and shaped (N, 1, 8, 8). The split is
+    stratified and fixed by ``seed`` (default split: 1,347 train / 450 test).
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < float(test_size) < 1.0:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    d = load_digits()
+    X = (d.images / 16.0).astype(np.float32)[:, None]
+    y = d.target.astype(np.int64)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
+    return Split(torch.from_numpy(Xtr), torch.from_numpy(ytr), torch.from_numpy(Xte),
+                 torch.from_numpy(yte), tuple(str(c) for c in range(10)))
+
+
+@dataclass
+class Shapes:
+    """Output of ``make_shapes``.
+
+    images: (n, 3, size, size) float32 in [0, 1]; labels: (n,) int64 (after any flips);
+    masks: (n, size, size) bool, True on the object's pixels; clean_labels: labels before
+    flipping; flipped: (n,) bool; cue_masks: (n, size, size) bool, True on the watermark.
+    """
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+    clean_labels: torch.Tensor
+    flipped: torch.Tensor
+    cue_masks: torch.Tensor
+    class_names: tuple
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random background: low-frequency noise plus faint stripes, (3, size, size)."""
+    coarse = rng.random((3, 4, 4))
+    t = torch.nn.functional.interpolate(torch.from_numpy(coarse)[None].float(), size=(size, size),
+                                        mode="bicubic", align_corners=True)[0].numpy()
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, np.pi)
+    freq = rng.uniform(3, 7)
+    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy))
+    bg = 0.25 + 0.35 * t + 0.1 * stripes[None]
+    bg += rng.normal(0, 0.03, size=bg.shape)
+    return bg
+
+
+def _shape_mask(kind: str, size: int, cx: float, cy: float, r: float, rot: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    dx, dy = xx - cx, yy - cy
+    c, s = np.cos(rot), np.sin(rot)
+    u, v = c * dx + s * dy, -s * dx + c * dy  # rotated coordinates
+    if kind == "circle":
+        return dx**2 + dy**2 <= r**2
+    if kind == "square":
+        h = r * 0.85
+        return (np.abs(u) <= h) & (np.abs(v) <= h)
+    if kind == "triangle":
+        # equilateral triangle with circumradius r, pointing "up" in (u, v)
+        pts = [(r * np.cos(a), r * np.sin(a)) for a in (-np.pi / 2, np.pi / 6, 5 * np.pi / 6)]
+        inside = np.ones_like(u, dtype=bool)
+        for i in range(3):
+            (x1, y1), (x2, y2) = pts[i], pts[(i + 1) % 3]
+            inside &= (x2 - x1) * (v - y1) - (y2 - y1) * (u - x1) >= 0
+        return inside
+    if kind == "cross":
+        w = r * 0.35
+        return ((np.abs(u) <= w) & (np.abs(v) <= r)) | ((np.abs(v) <= w) & (np.abs(u) <= r))
+    raise ValueError(f"classes: unknown shape {kind!r}; choose from {SHAPE_CLASSES}")
+
+
+def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
+                watermark: float = 0.0, flip_fraction: float = 0.0,
+                noise: float = 0.03) -> Shapes:
+    """Draw ``n`` RGB images of shapes with ground-truth object masks.
+
+    n: number of images (> 0); size: side in pixels (≥ 16); seed: fixes everything.
+    classes: subset of ``SHAPE_CLASSES`` (label k = classes[k]); labels are balanced.
+    watermark: probability in [0, 1] that an image carries a small bright patch in the
+        corner belonging to its class (corner k % 4). 0 = no cue at all; 1 = a perfectly
+        predictive spurious cue. Images without the class cue get none.
+    flip_fraction: fraction in [0, 1] of labels replaced by a different random class;
+        ``flipped`` says which, ``clean_labels`` keeps the truth.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n <= 0:
+        raise ValueError(f"n must be positive, got {n}")
+    if not isinstance(size, (int, np.integer)) or size < 16:
+        raise ValueError(f"size must be an int ≥ 16, got {size}")
+    classes = tuple(classes)
+    if len(classes) < 2:
+        raise ValueError(f"classes must name at least two shapes, got {classes}")
+    for c in classes:
+        if c not in SHAPE_CLASSES:
+            raise ValueError(f"classes: unknown shape {c!r}; choose from {SHAPE_CLASSES}")
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes must not repeat, got {classes}")
+    if not 0.0 <= float(watermark) <= 1.0:
+        raise ValueError(f"watermark must be a probability in [0, 1], got {watermark}")
+    if not 0.0 <= float(flip_fraction) <= 1.0:
+        raise ValueError(f"flip_fraction must be in [0, 1], got {flip_fraction}")
+
+    rng = np.random.default_rng(seed)
+    k = len(classes)
+    labels = np.arange(n) % k
+    rng.shuffle(labels)
+    images = np.empty((n, 3, size, size), dtype=np.float32)
+    masks = np.zeros((n, size, size), dtype=bool)
+    cues = np.zeros((n, size, size), dtype=bool)
+    patch = max(2, size // 8)
+    for i in range(n):
+        bg = _texture(rng, size)
+        r = rng.uniform(0.2, 0.32) * size
+        cx, cy = rng.uniform(r + 1, size - r - 1, size=2)
+        m = _shape_mask(classes[labels[i]], size, cx, cy, r, rng.uniform(0, 2 * np.pi))
+        colour = rng.uniform(0.0, 1.0, size=3)
+        colour[rng.integers(3)] = rng.uniform(0.85, 1.0)  # keep the object visible
+        img = bg.copy()
+        img[:, m] = colour[:, None] * 0.9 + 0.05
+        if watermark > 0 and rng.random() < watermark:
+            corner = labels[i] % 4
+            y0 = 1 if corner in (0, 1) else size - patch - 1
+            x0 = 1 if corner in (0, 2) else size - patch - 1
+            cues[i, y0:y0 + patch, x0:x0 + patch] = True
+            img[:, cues[i]] = 1.0
+        img += rng.normal(0, noise, size=img.shape)
+        images[i] = np.clip(img, 0.0, 1.0)
+        masks[i] = m & ~cues[i]
+
+    clean = labels.copy()
+    flipped = np.zeros(n, dtype=bool)
+    n_flip = int(round(float(flip_fraction) * n))
+    if n_flip:
+        idx = rng.choice(n, size=n_flip, replace=False)
+        labels[idx] = (labels[idx] + rng.integers(1, k, size=n_flip)) % k
+        flipped[idx] = True
+    return Shapes(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)),
+                  torch.from_numpy(masks), torch.from_numpy(clean.astype(np.int64)),
+                  torch.from_numpy(flipped), torch.from_numpy(cues), classes)
+
+
+def load_shapes_split(n_train: int = 2000, n_test: int = 500, size: int = 32, seed: int = 0,
+                      **kwargs) -> Split:
+    """Train/test ``Split`` of ``make_shapes`` images (test drawn with another seed).
+
+    Extra keyword arguments go to ``make_shapes`` for the training set only (so a
+    watermark or label noise in training can be tested on clean images); the test set's
+    masks are in ``split.extras['test_masks']``, training masks/flips in ``extras`` too.
+    """
+    tr = make_shapes(n_train, size=size, seed=seed, **kwargs)
+    te_kwargs = {"classes": kwargs["classes"]} if "classes" in kwargs else {}
+    te = make_shapes(n_test, size=size, seed=seed + 10_007, **te_kwargs)
+    return Split(tr.images, tr.labels, te.images, te.labels, tr.class_names,
+                 extras={"train_masks": tr.masks, "test_masks": te.masks,
+                         "flipped": tr.flipped, "clean_labels": tr.clean_labels,
+                         "train_cue_masks": tr.cue_masks})

@@ -1,0 +1,291 @@
+"""Small models for the course and a deterministic, cached ``train``.
+
+Models keep every ReLU as its own ``nn.ReLU`` module (captum's GuidedBackprop and our
+hooks need that) and expose ``features(x)`` (penultimate layer) and ``head`` (the last
+linear layer) for the data-attribution lectures.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import get_device, set_seed
+
+
+class SmallCNN(nn.Module):
+    """(x − 0.5) → conv1 → relu1 → pool1 → conv2 → relu2 → pool2 → conv3 → relu3 → global max
+    pool → fc1 → relu4 → fc2 (logits).
+
+    Works on any image size ≥ 4. Named layers: ``conv1``, ``conv2``, ``conv3`` (inner units
+    for feature visualisation; ``conv3`` is the last conv layer, for Grad-CAM), ``fc1``,
+    ``fc2`` (= ``head``). Inputs are expected in [0, 1]; the model centres them itself.
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 10, width: int = 16, hidden: int = 64):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, n_classes=n_classes, width=width, hidden=hidden)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.relu1 = nn.ReLU()
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.relu2 = nn.ReLU()
+        self.pool2 = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(2 * width, 4 * width, 3, padding=1)
+        self.relu3 = nn.ReLU()
+        self.gmp = nn.AdaptiveMaxPool2d(1)
+        self.fc1 = nn.Linear(4 * width, hidden)
+        self.relu4 = nn.ReLU()
+        self.fc2 = nn.Linear(hidden, n_classes)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.fc2
+
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations of ``relu3`` (the last conv block), shape (N, 4·width, H/4, W/4)."""
+        x = self.pool1(self.relu1(self.conv1(x - 0.5)))
+        x = self.pool2(self.relu2(self.conv2(x)))
+        return self.relu3(self.conv3(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (after fc1's ReLU), shape (N, hidden)."""
+        return self.relu4(self.fc1(self.gmp(self.conv_features(x)).flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x))
+
+
+class MLP(nn.Module):
+    """flatten → fc1 → relu1 → fc2 → relu2 → fc3 (logits)."""
+
+    def __init__(self, in_features: int = 64, n_classes: int = 10, hidden: int = 64):
+        super().__init__()
+        self.config = dict(in_features=in_features, n_classes=n_classes, hidden=hidden)
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.relu1 = nn.ReLU()
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.relu2 = nn.ReLU()
+        self.fc3 = nn.Linear(hidden, n_classes)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.fc3
+
+    def features(self, x):
+        return self.relu2(self.fc2(self.relu1(self.fc1(x.flatten(1)))))
+
+    def forward(self, x):
+        return self.fc3(self.features(x))
+
+
+class LogisticRegression(nn.Module):
+    """Multinomial logistic regression: one linear layer on the flattened input."""
+
+    def __init__(self, in_features: int = 64, n_classes: int = 10):
+        super().__init__()
+        self.config = dict(in_features=in_features, n_classes=n_classes)
+        self.linear = nn.Linear(in_features, n_classes)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.linear
+
+    def features(self, x):
+        return x.flatten(1)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1))
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns. ``checkpoints`` is a list of dicts
+    ``{"epoch", "state_dict", "lr"}`` (empty unless ``checkpoint_every`` was set)."""
+    model: nn.Module
+    history: list
+    checkpoints: list = field(default_factory=list)
+    from_cache: bool = False
+
+    def __iter__(self):  # allows: model, history, ckpts = train(...)
+        return iter((self.model, self.history, self.checkpoints))
+
+
+def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Fraction of ``X`` classified as ``y``."""
+    dev = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(X), batch_size):
+            correct += (model(X[i:i + batch_size].to(dev)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
+    model.train(was)
+    return correct / len(X)
+
+
+def _tensor_digest(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """Where trained models are cached: ``$XAICOURSE_CACHE`` or ``~/.cache/xaicourse``."""
+    return Path(os.environ.get("XAICOURSE_CACHE", Path.home() / ".cache" / "xaicourse"))
+
+
+_MAGIC = b"XAIC1"
+
+
+def _save_verified(obj, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    payload = buf.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_bytes(_MAGIC + digest + payload)
+    os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache file
+
+
+def _load_verified(path: Path):
+    """The cached object, or None when the file is missing, truncated or corrupted."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    head = len(_MAGIC) + 64
+    if len(raw) < head or not raw.startswith(_MAGIC):
+        return None
+    if hashlib.sha256(raw[head:]).hexdigest().encode() != raw[len(_MAGIC):head]:
+        return None
+    try:
+        return torch.load(io.BytesIO(raw[head:]), map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+
+
+def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, lr: float = 1e-2,
+          batch_size: int = 64, optimizer: str = "adam", weight_decay: float = 0.0,
+          lr_decay: float = 1.0, seed: int = 0, checkpoint_every: int = 0, device=None,
+          cache: bool = True, progress: bool = True, tag: str = "") -> TrainResult:
+    """Train ``model`` with cross-entropy on (X, y), deterministically under ``seed``.
+
+    The model's initial weights are re-drawn from ``seed`` so the same call gives the
+    same numbers. ``optimizer`` is "adam" or "sgd" (momentum 0.9); the learning rate is
+    multiplied by ``lr_decay`` after each epoch. ``checkpoint_every=k`` keeps a copy of
+    the state dict and the current learning rate every k epochs (TracIn needs them).
+    Returns ``TrainResult(model, history, checkpoints)``; ``history`` holds the mean
+    training loss of each epoch.
+
+    With ``cache=True`` the result is stored under ``cache_dir()`` keyed by a hash of
+    the architecture, data and hyper-parameters; a re-run loads it instead of training.
+    A truncated or corrupted cache file is detected (SHA-256) and the model retrained.
+    """
+    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError("X and y must be torch tensors")
+    if len(X) != len(y) or len(X) == 0:
+        raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be ≥ 1, got {epochs}")
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    dev = get_device(device)
+    config = dict(arch=type(model).__name__, repr=repr(model), cfg=getattr(model, "config", None),
+                  X=_tensor_digest(X), y=_tensor_digest(y), epochs=epochs, lr=lr, batch_size=batch_size,
+                  optimizer=optimizer, weight_decay=weight_decay, lr_decay=lr_decay, seed=seed,
+                  checkpoint_every=checkpoint_every, tag=tag)
+    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = cache_dir() / f"{config['arch']}-{key}.pt"
+    if cache:
+        blob = _load_verified(path)
+        if blob is not None:
+            model.load_state_dict(blob["state_dict"])
+            model.to(dev).eval()
+            return TrainResult(model, blob["history"], blob["checkpoints"], from_cache=True)
+
+    set_seed(seed)
+    for m in model.modules():  # fresh, seeded initial weights
+        if hasattr(m, "reset_parameters") and m is not model:
+            m.reset_parameters()
+    model.to(dev).train()
+    params = model.parameters()
+    opt = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay) if optimizer == "adam"
+           else torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay))
+    gen = torch.Generator().manual_seed(seed)
+    loss_fn = nn.CrossEntropyLoss()
+    history, checkpoints = [], []
+    bar = tqdm(range(epochs), desc=f"train {config['arch']}", disable=not progress, leave=False)
+    for epoch in bar:
+        perm = torch.randperm(len(X), generator=gen)
+        total = 0.0
+        for i in range(0, len(X), batch_size):
+            idx = perm[i:i + batch_size]
+            xb, yb = X[idx].to(dev), y[idx].to(dev)
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        history.append(total / len(X))
+        bar.set_postfix(loss=f"{history[-1]:.4f}")
+        if checkpoint_every and (epoch + 1) % checkpoint_every == 0:
+            checkpoints.append({"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"],
+                                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}})
+        for g in opt.param_groups:
+            g["lr"] *= lr_decay
+    model.eval()
+    if cache:
+        _save_verified({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "history": history, "checkpoints": checkpoints}, path)
+    return TrainResult(model, history, checkpoints)
+
+
+# The course's standard models: one call gives the same trained model in every lecture.
+COURSE_RECIPES = {
+    "digits": dict(epochs=20, lr=3e-3, batch_size=64, width=16),
+    "shapes": dict(epochs=20, lr=3e-3, batch_size=64, width=16, n_train=2000, n_test=500),
+}
+
+
+def course_model(dataset: str = "digits", kind: str = "cnn", device=None, progress: bool = True,
+                 checkpoint_every: int = 0, seed: int = 0):
+    """Train (or load from cache) the course's standard model on a built-in dataset.
+
+    dataset: "digits" (8×8, 10 classes) or "shapes" (32×32 RGB, 4 classes).
+    kind: "cnn" (SmallCNN), "mlp" or "logreg". Returns ``(model, split, result)``.
+    """
+    from . import data as _data
+
+    if dataset not in COURSE_RECIPES:
+        raise ValueError(f"dataset must be one of {tuple(COURSE_RECIPES)}, got {dataset!r}")
+    if kind not in ("cnn", "mlp", "logreg"):
+        raise ValueError(f"kind must be 'cnn', 'mlp' or 'logreg', got {kind!r}")
+    r = COURSE_RECIPES[dataset]
+    split = (_data.load_digits_tensors() if dataset == "digits"
+             else _data.load_shapes_split(r["n_train"], r["n_test"]))
+    c, h, w = split.image_shape
+    if kind == "cnn":
+        model = SmallCNN(c, split.n_classes, width=r["width"])
+    elif kind == "mlp":
+        model = MLP(c * h * w, split.n_classes)
+    else:
+        model = LogisticRegression(c * h * w, split.n_classes)
+    res = train(model, split.X_train, split.y_train, epochs=r["epochs"], lr=r["lr"],
+                batch_size=r["batch_size"], seed=seed, checkpoint_every=checkpoint_every,
+                device=device, progress=progress)
+    return res.model, split, res
+
+
+def clone_model(model: nn.Module) -> nn.Module:
+    """A deep copy (for experiments that modify weights)."""
+    return copy.deepcopy(model)
