@@ -16,6 +16,7 @@ def main(argv=None) -> int:
     b.add_argument("--quick", action="store_true", help="small sizes (XAICOURSE_QUICK=1), for tests")
     b.add_argument("--out", default=None, help="site folder (default: build/site)")
     b.add_argument("--only", default=None, help="only notebooks whose name contains this text")
+    b.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
     sub.add_parser("exercises", help="regenerate exercises/ from solutions/ with nbgrader")
     sub.add_parser("check", help="fail when exercises/ is out of sync or a notebook carries outputs")
     g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<exercise>/*.ipynb into a CSV")
@@ -29,7 +30,13 @@ def main(argv=None) -> int:
         print(f"xaicourse: {err}", file=sys.stderr)
         return 2
     if args.cmd == "build":
-        return 1 if course.build(root, Path(args.out) if args.out else None, quick=args.quick, only=args.only) else 0
+        try:
+            results = course.build(root, Path(args.out) if args.out else None, quick=args.quick,
+                                   only=args.only, jobs=args.jobs)
+        except ValueError as err:
+            print(f"xaicourse: {err}", file=sys.stderr)
+            return 2
+        return 1 if any(not r.ok for r in results) else 0
     if args.cmd == "exercises":
         course.generate_exercises(root)
         return 0

@@ -55,34 +55,35 @@ class RunResult:
     nb: object = None
 
 
-def execute_notebook(path: Path, quick: bool = False, timeout: int = 600, kernel: str = "python3") -> RunResult:
-    """Run a notebook top to bottom in its own folder; on failure report the failing cell."""
+def execute_notebook(path: Path, quick: bool = False, timeout: int = 900, kernel: str = "python3",
+                     threads: int | None = None) -> RunResult:
+    """Run a notebook top to bottom in its own folder; on failure report the failing cell.
+
+    The kernel gets ``XAICOURSE_QUICK=1`` when ``quick``, and ``threads`` caps torch/BLAS
+    threads (used when several notebooks run at once).
+    """
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    env_quick = os.environ.get("XAICOURSE_QUICK")
-    os.environ["XAICOURSE_QUICK"] = "1" if quick else "0"
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    env = dict(os.environ, XAICOURSE_QUICK="1" if quick else "0", MPLBACKEND="Agg",
+               PYDEVD_DISABLE_FILE_VALIDATION="1")
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.time()
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
                             resources={"metadata": {"path": str(path.parent)}})
     try:
-        client.execute()
+        client.execute(env=env)
         return RunResult(path, True, time.time() - t0, nb=nb)
     except (CellExecutionError, CellTimeoutError) as err:
         idx = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
             o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        where = f"cell {idx}" if idx is not None else "a cell"
+        where = f"cell {idx}" if idx is not None else "a cell (timeout)"
         return RunResult(path, False, time.time() - t0, f"{path.name}: failed in {where}:\n{err}", nb=nb)
     except Exception as err:  # kernel died, etc.
         return RunResult(path, False, time.time() - t0, f"{path.name}: {type(err).__name__}: {err}", nb=nb)
-    finally:
-        if env_quick is None:
-            os.environ.pop("XAICOURSE_QUICK", None)
-        else:
-            os.environ["XAICOURSE_QUICK"] = env_quick
 
 
 def _title(nb, fallback: str) -> str:
@@ -95,12 +96,15 @@ def _title(nb, fallback: str) -> str:
 
 
 def build(root: Path, out: Path | None = None, quick: bool = False, only: str | None = None,
-          log=print) -> int:
+          jobs: int = 1, log=print) -> list[RunResult]:
     """Execute every lecture and solution notebook and write an HTML site with an index.
 
-    Returns the number of failed notebooks (0 = success). Failures are reported by name
-    with the failing cell.
+    ``jobs`` notebooks run at once (each kernel then limited to one torch thread).
+    Returns one ``RunResult`` per notebook; failures are reported by name with the
+    failing cell. The CLI exits non-zero when any failed.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from nbconvert import HTMLExporter
 
     root = Path(root)
@@ -109,32 +113,38 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
     notebooks = lecture_notebooks(root) + solution_notebooks(root)
     if only:
         notebooks = [p for p in notebooks if only in p.name or only in p.parent.name]
-    exporter = HTMLExporter()
-    entries, failures = [], []
-    for p in notebooks:
+    if not notebooks:
+        raise ValueError(f"no notebooks to build (only={only!r})")
+    jobs = max(1, int(jobs))
+
+    def run(p):
         log(f"[build] running {p.relative_to(root)} ...")
-        r = execute_notebook(p, quick=quick)
-        rel = p.relative_to(root)
+        r = execute_notebook(p, quick=quick, threads=1 if jobs > 1 else None)
+        log(f"[build]   {p.relative_to(root)}: {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f}s")
+        return r
+
+    with ThreadPoolExecutor(jobs) as pool:
+        results = list(pool.map(run, notebooks))
+    exporter = HTMLExporter()
+    rows = []
+    for r in results:
+        rel = r.path.relative_to(root)
         html_name = str(rel.with_suffix(".html")).replace(os.sep, "__")
         body, _ = exporter.from_notebook_node(r.nb)
         (out / html_name).write_text(body, encoding="utf-8")
-        entries.append((rel, html_name, _title(r.nb, p.stem), r))
-        log(f"[build]   {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f}s")
-        if not r.ok:
-            failures.append(r)
-    rows = "\n".join(
-        f"<li><a href='{html.escape(h)}'>{html.escape(t)}</a> <small>({html.escape(str(rel))}, "
-        f"{r.seconds:.0f}s{'' if r.ok else ', <b style=color:#b00>FAILED</b>'})</small></li>"
-        for rel, h, t, r in entries)
+        rows.append(f"<li><a href='{html.escape(html_name)}'>{html.escape(_title(r.nb, r.path.stem))}</a> "
+                    f"<small>({html.escape(str(rel))}, {r.seconds:.0f}s"
+                    f"{'' if r.ok else ', <b style=color:#b00>FAILED</b>'})</small></li>")
     (out / "index.html").write_text(
         "<!doctype html><html><head><meta charset='utf-8'><title>xaicourse</title></head><body>"
         "<h1>xaicourse — explaining neural networks</h1>"
         f"<p>Built {'in quick mode ' if quick else ''}on {time.strftime('%Y-%m-%d %H:%M')}.</p>"
-        f"<ul>{rows}</ul></body></html>", encoding="utf-8")
+        f"<ul>{''.join(rows)}</ul></body></html>", encoding="utf-8")
+    failures = [r for r in results if not r.ok]
     for r in failures:
         log(f"[build] FAILED: {r.error}")
-    log(f"[build] {len(entries) - len(failures)}/{len(entries)} notebooks ok; site: {out / 'index.html'}")
-    return len(failures)
+    log(f"[build] {len(results) - len(failures)}/{len(results)} notebooks ok; site: {out / 'index.html'}")
+    return results
 
 
 # ----------------------------------------------------------------------------- nbgrader
@@ -142,6 +152,8 @@ def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproc
     cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}",
            f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
     env = dict(os.environ, MPLBACKEND="Agg", XAICOURSE_QUICK="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    # nbgrader shells out to `alembic`, which lives next to this interpreter (an un-activated venv)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -258,8 +270,11 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=
                     r = _nbgrader(course, "autograde", ex, f"--student={student}", "--create", "--force",
                                   f"--ExecutePreprocessor.timeout={timeout}",
                                   timeout=timeout * 20 + 120)
+                    log_text = r.stdout + r.stderr
                     if r.returncode != 0:
-                        status = "autograde failed: " + _last_error(r.stdout + r.stderr)
+                        status = "autograde failed: " + _last_error(log_text)
+                    elif "CellTimeoutError" in log_text or "timed out" in log_text.lower():
+                        status = f"ok (a cell exceeded the {timeout}s timeout and was interrupted)"
                 except subprocess.TimeoutExpired:
                     status = "autograde timed out"
                 score = 0.0
@@ -283,5 +298,10 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=
 
 
 def _last_error(text: str) -> str:
-    lines = [l.strip() for l in text.splitlines() if "ERROR" in l or "Error" in l]
-    return (lines[-1] if lines else text.strip().splitlines()[-1] if text.strip() else "unknown")[:300]
+    """The most telling error line of an nbgrader log (the exception, not the boilerplate)."""
+    lines = [l.strip() for l in text.splitlines()]
+    for l in reversed(lines):
+        if l.startswith(("nbclient.exceptions.", "RuntimeError", "ValueError")) or "Kernel died" in l:
+            return l[:300]
+    errs = [l for l in lines if "ERROR" in l and "see the the above traceback" not in l]
+    return (errs[-1] if errs else lines[-1] if lines else "unknown")[:300]
