@@ -1,0 +1,523 @@
+"""t-SNE from scratch in torch: the exact O(N²) algorithm (van der Maaten & Hinton, 2008).
+
+The pieces, in the order the lecture derives them (N points, F input features, d map dims):
+
+1. ``squared_distances(X)``: D_ij = ‖x_i − x_j‖², computed from the Gram matrix
+   ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j. X: (N, F) → D: (N, N), zero diagonal.
+2. ``conditional_probabilities(D, perplexity)``: for every point i a Gaussian over its
+   neighbours, p_{j|i} = exp(−β_i D_ij) / Σ_{k≠i} exp(−β_i D_ik) with β_i = 1/(2σ_i²).
+   Each β_i is found by a binary search (vectorised over all points at once) until the
+   entropy H_i = −Σ_j p_{j|i} log p_{j|i} (nats) equals log(perplexity) to ``tol``.
+   D: (N, N) → P_cond: (N, N), rows sum to 1, zero diagonal.
+3. ``joint_probabilities(P_cond)``: p_ij = (p_{j|i} + p_{i|j}) / 2N, so every point keeps a
+   total weight Σ_j p_ij > 1/2N, outliers included. (N, N) → (N, N), sums to 1.
+4. ``student_t_probabilities(Y)``: in the map a heavy-tailed kernel
+   w_ij = (1 + ‖y_i − y_j‖²)⁻¹ and q_ij = w_ij / Σ_{k≠l} w_kl. Y: (N, d) → Q: (N, N).
+5. ``kl_divergence(P, Y)`` = Σ_ij p_ij log(p_ij / q_ij), and its gradient
+   ``kl_gradient(P, Y)``: ∂C/∂y_i = 4 Σ_j (p_ij − q_ij) w_ij (y_i − y_j). In matrix form
+   with M = (P − Q) ∘ W: grad = 4 (diag(M 1) − M) Y. (N, N), (N, d) → (N, d).
+
+``TSNE`` runs gradient descent on the KL with the paper's tricks: early exaggeration (P is
+multiplied by ``early_exaggeration`` for the first ``exaggeration_iter`` steps), momentum
+(0.5, then 0.8) and per-coordinate gains (+0.2 when the gradient changes sign against the
+last update, ×0.8 otherwise, floored at 0.01); the schedule is scikit-learn's, so the two
+are directly comparable. The step runs in float32 on pre-allocated N×N buffers: one matmul
+gives 1 + D from the Gram matrix of an augmented Y, the rest is in place.
+
+Memory: the optimisation keeps three float32 N×N matrices (P, W and one work buffer), about
+12·N² bytes (0.3 GB for N = 5,000). Above ``MAX_SAMPLES`` points ``TSNE`` refuses and points
+to the approximate Barnes–Hut / FFT methods (scikit-learn, openTSNE).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = ["MAX_SAMPLES", "squared_distances", "conditional_probabilities", "joint_probabilities",
+           "student_t_probabilities", "kl_divergence", "kl_gradient", "pca_init", "TSNE"]
+
+MAX_SAMPLES = 10_000
+"""Largest N that ``TSNE`` accepts (three float32 N×N matrices ≈ 1.2 GB at 10,000)."""
+
+_ROW_BLOCK_ELEMENTS = 1 << 22  # the perplexity search works on row blocks of ≤ 4M entries
+
+
+# ----------------------------------------------------------------------------- helpers
+def _as_tensor(X, name: str, ndim: int | None = 2) -> torch.Tensor:
+    """X as a floating tensor, checked for shape and finiteness (errors name ``name``)."""
+    if isinstance(X, torch.Tensor):
+        t = X.detach() if not X.requires_grad else X
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(X))
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must be a tensor or array-like of numbers, got {type(X).__name__}") from err
+    if not (t.dtype.is_floating_point or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                       torch.uint8, torch.bool)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if not t.dtype.is_floating_point:
+        t = t.to(torch.float64)
+    if ndim is not None and t.ndim != ndim:
+        hint = " (flatten images first: X.reshape(len(X), -1))" if name == "X" and t.ndim > 2 else ""
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}{hint}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf values")
+    return t
+
+
+def _wide_dtype(device: torch.device) -> torch.dtype:
+    """float64 where the device supports it (Apple MPS does not)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def squared_distances(X) -> torch.Tensor:
+    """Pairwise squared Euclidean distances from the Gram matrix.
+
+    X: (N, F) → D: (N, N) with D_ij = ‖x_i‖² + ‖x_j‖² − 2 x_i·x_j, clamped at 0 (rounding)
+    and an exact zero diagonal. Same dtype/device as X. X is centred first (this changes
+    no distance but keeps the Gram matrix well conditioned).
+    """
+    X = _as_tensor(X, "X")
+    X = X - X.mean(0, keepdim=True)
+    sq = (X * X).sum(1)
+    D = torch.addmm(sq[:, None] + sq[None, :], X, X.T, alpha=-2.0).clamp_min_(0.0)
+    D.fill_diagonal_(0.0)
+    return D
+
+
+# ----------------------------------------------------------------------------- input affinities
+def _search_block(D: torch.Tensor, diag: torch.Tensor | None, log_perp: float, tol: float,
+                  max_steps: int):
+    """Binary search for β on a block of rows. D: (B, N) squared distances; ``diag``: the
+    column of each row's own point (excluded), or None when D holds no self-distances.
+    Returns P (B, N) with rows summing to 1 and β (B,)."""
+    B = D.shape[0]
+    rows = torch.arange(B, device=D.device)
+    if diag is not None:
+        D = D.clone()
+        D[rows, diag] = math.inf
+    # Shift each row by its smallest distance: p_{j|i} and H_i do not change, but exp() can
+    # then never underflow to an all-zero row (the nearest neighbour always gets exp(0) = 1).
+    D = D - D.min(1, keepdim=True).values
+    if diag is not None:
+        D[rows, diag] = 0.0  # its weight is zeroed below; a finite value keeps 0·D at 0
+    beta = torch.ones(B, dtype=D.dtype, device=D.device)
+    lo = torch.zeros_like(beta)                   # 0 = "no lower bracket yet"
+    hi = torch.full_like(beta, math.inf)          # inf = "no upper bracket yet"
+    active = torch.ones(B, dtype=torch.bool, device=D.device)
+    P = torch.empty_like(D)
+    for _ in range(max_steps):
+        idx = active.nonzero().squeeze(1)
+        Da, b = D[idx], beta[idx]
+        E = torch.exp(-b[:, None] * Da)
+        if diag is not None:
+            E[torch.arange(len(idx), device=D.device), diag[idx]] = 0.0
+        S = E.sum(1)
+        Pa = E / S[:, None]
+        H = torch.log(S) + b * (Pa * Da).sum(1)   # entropy in nats
+        P[idx] = Pa
+        diff = H - log_perp
+        done = diff.abs() <= tol
+        # entropy too high → distribution too wide → increase β (narrower Gaussian)
+        up = diff > 0
+        lo_a = torch.where(up, b, lo[idx])
+        hi_a = torch.where(up, hi[idx], b)
+        new_b = torch.where(up, torch.where(torch.isinf(hi_a), b * 2.0, (b + hi_a) / 2.0),
+                            torch.where(lo_a == 0, b / 2.0, (b + lo_a) / 2.0))
+        lo[idx], hi[idx] = lo_a, hi_a
+        beta[idx] = torch.where(done, b, new_b)
+        active[idx[done]] = False
+        if not active.any():
+            break
+    return P, beta
+
+
+def conditional_probabilities(D, perplexity: float = 30.0, tol: float = 1e-5, max_steps: int = 100,
+                              return_beta: bool = False):
+    """Gaussian conditional affinities p_{j|i} whose perplexity exp(H_i) is ``perplexity``.
+
+    D: (N, N) squared distances (diagonal ignored). For each row a precision β_i = 1/(2σ_i²)
+    is found by bisection (doubling/halving until bracketed), all rows at once, until
+    |H_i − log(perplexity)| ≤ ``tol`` (nats) or ``max_steps`` steps. Works in float64
+    (float32 on MPS). Returns P_cond (N, N) with zero diagonal and rows summing to 1 in
+    D's dtype, and, if ``return_beta``, β (N,).
+    """
+    D = _as_tensor(D, "D")
+    n = D.shape[0]
+    if D.shape[1] != n:
+        raise ValueError(f"D must be square (N, N), got shape {tuple(D.shape)}")
+    if n < 2:
+        raise ValueError(f"D must describe at least 2 points, got {n}")
+    _check_perplexity(perplexity, n)
+    if not (isinstance(tol, numbers.Real) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    if not (isinstance(max_steps, numbers.Integral) and max_steps >= 1):
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    if (D < 0).any():
+        raise ValueError("D must hold squared distances (non-negative values)")
+    wide = D.to(_wide_dtype(D.device))
+    out = torch.empty_like(D)
+    betas = torch.empty(n, dtype=wide.dtype, device=D.device)
+    step = max(1, _ROW_BLOCK_ELEMENTS // n)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        P, b = _search_block(wide[s:e], torch.arange(s, e, device=D.device), math.log(perplexity),
+                             float(tol), int(max_steps))
+        out[s:e], betas[s:e] = P.to(out.dtype), b
+    return (out, betas) if return_beta else out
+
+
+def _check_perplexity(perplexity, n: int) -> None:
+    if isinstance(perplexity, bool) or not isinstance(perplexity, numbers.Real):
+        raise TypeError(f"perplexity must be a number, got {type(perplexity).__name__}")
+    if not math.isfinite(perplexity) or perplexity < 1:
+        raise ValueError(f"perplexity must be ≥ 1, got {perplexity}")
+    if perplexity >= n - 1:
+        raise ValueError(f"perplexity must be smaller than n_samples − 1 = {n - 1} (a point has only "
+                         f"{n - 1} neighbours), got {perplexity}; lower perplexity or use more points")
+
+
+def joint_probabilities(P_cond) -> torch.Tensor:
+    """Symmetrise: p_ij = (p_{j|i} + p_{i|j}) / 2N. P_cond: (N, N), rows summing to 1.
+
+    Returns P (N, N), symmetric, zero diagonal, summing to 1.
+    """
+    P_cond = _as_tensor(P_cond, "P_cond")
+    n = P_cond.shape[0]
+    if P_cond.shape[1] != n:
+        raise ValueError(f"P_cond must be square (N, N), got shape {tuple(P_cond.shape)}")
+    P = (P_cond + P_cond.T) / (2.0 * n)
+    P.fill_diagonal_(0.0)
+    return P
+
+
+# ----------------------------------------------------------------------------- map affinities, KL
+def student_t_probabilities(Y, return_kernel: bool = False):
+    """q_ij = w_ij / Σ_{k≠l} w_kl with the Student-t (Cauchy) kernel w_ij = (1 + ‖y_i − y_j‖²)⁻¹.
+
+    Y: (N, d) → Q: (N, N), zero diagonal (and W (N, N) if ``return_kernel``).
+    Differentiable in Y.
+    """
+    Y = _as_tensor(Y, "Y")
+    sq = (Y * Y).sum(1)
+    D = (sq[:, None] + sq[None, :] - 2.0 * Y @ Y.T).clamp_min(0.0)
+    W = 1.0 / (1.0 + D)
+    W = W * (1.0 - torch.eye(len(Y), dtype=W.dtype, device=W.device))
+    Q = W / W.sum()
+    return (Q, W) if return_kernel else Q
+
+
+def _check_pair(P, Y):
+    P = _as_tensor(P, "P")
+    Y = _as_tensor(Y, "Y")
+    if P.shape[0] != P.shape[1] or P.shape[0] != Y.shape[0]:
+        raise ValueError(f"P must be (N, N) and Y (N, d) with the same N, got {tuple(P.shape)} and "
+                         f"{tuple(Y.shape)}")
+    return P.to(device=Y.device, dtype=Y.dtype), Y
+
+
+def kl_divergence(P, Y) -> torch.Tensor:
+    """KL(P‖Q) = Σ_{i≠j} p_ij log(p_ij / q_ij) with Q = ``student_t_probabilities(Y)``.
+
+    P: (N, N) joint probabilities, Y: (N, d). A 0-d tensor, differentiable in Y; terms
+    with p_ij = 0 count as 0.
+    """
+    P, Y = _check_pair(P, Y)
+    Q = student_t_probabilities(Y)
+    mask = P > 0
+    return (P[mask] * (torch.log(P[mask]) - torch.log(Q[mask]))).sum()
+
+
+def kl_gradient(P, Y, exaggeration: float = 1.0) -> torch.Tensor:
+    """Analytic gradient of the t-SNE cost w.r.t. Y: 4 Σ_j (α p_ij − q_ij) w_ij (y_i − y_j).
+
+    P: (N, N) joint probabilities, Y: (N, d) → (N, d). With α = ``exaggeration`` = 1 this is
+    ∂KL(P‖Q)/∂Y. With α > 1 (early exaggeration) it is the gradient of
+    −α Σ p_ij log w_ij + log Σ w_kl: the attraction is scaled by α, the repulsion is not.
+    Matrix form: with M = (αP − Q) ∘ W, grad = 4 (diag(M·1) − M) Y.
+    """
+    P, Y = _check_pair(P, Y)
+    Q, W = student_t_probabilities(Y, return_kernel=True)
+    M = (exaggeration * P - Q) * W
+    return 4.0 * (M.sum(1, keepdim=True) * Y - M @ Y)
+
+
+def pca_init(X, n_components: int = 2, scale: float = 1e-4) -> torch.Tensor:
+    """The first ``n_components`` principal-component scores of X, rescaled so the first
+    column has standard deviation ``scale`` (scikit-learn's ``init="pca"``; component signs
+    follow scikit-learn: the largest-magnitude loading of each component is positive).
+
+    X: (N, F) → (N, n_components) in X's dtype.
+    """
+    X = _as_tensor(X, "X")
+    Xw = X.to(_wide_dtype(X.device))
+    Xc = Xw - Xw.mean(0, keepdim=True)
+    n, f = Xc.shape
+    if n_components > min(n, f):
+        raise ValueError(f"n_components must be ≤ min(n_samples, n_features) = {min(n, f)} for "
+                         f"init='pca', got {n_components}")
+    if f <= n:
+        evals, evecs = torch.linalg.eigh(Xc.T @ Xc)
+        V = evecs[:, torch.argsort(evals, descending=True)[:n_components]]
+    else:  # more features than points: go through the N×N Gram matrix
+        evals, evecs = torch.linalg.eigh(Xc @ Xc.T)
+        order = torch.argsort(evals, descending=True)[:n_components]
+        V = Xc.T @ evecs[:, order]
+        V = V / V.norm(dim=0, keepdim=True).clamp_min(1e-300)
+    pick = V.abs().argmax(0)
+    V = V * torch.sign(V[pick, torch.arange(n_components)])[None, :]
+    Z = Xc @ V
+    sd = Z[:, 0].std(unbiased=False)
+    if sd <= 0:
+        raise ValueError("X has no variance: every point is the same, t-SNE has nothing to show")
+    return (Z / sd * scale).to(X.dtype)
+
+
+# ----------------------------------------------------------------------------- the fast step
+class _Step:
+    """Pre-allocated float32 buffers for the KL gradient at N points (the optimisation's
+    inner loop). ``grad(Y, alpha)`` returns ∂KL(αP‖Q)/∂Y and leaves W = (1 + D)⁻¹ (zero
+    diagonal) in ``self.W`` and Σ W in ``self.Z``."""
+
+    def __init__(self, P: torch.Tensor):
+        n = P.shape[0]
+        self.P = P
+        self.W = torch.empty_like(P)
+        self.B = torch.empty_like(P)
+        self.Z = None
+
+    def grad(self, Y: torch.Tensor, alpha: float) -> torch.Tensor:
+        n, d = Y.shape
+        sq = (Y * Y).sum(1, keepdim=True)
+        one = torch.ones_like(sq)
+        # [−2Y, ‖y‖²+1, 1] · [Y, 1, ‖y‖²]ᵀ = 1 + ‖y_i‖² + ‖y_j‖² − 2 y_i·y_j  = 1 + D_ij
+        left = torch.cat([-2.0 * Y, sq + 1.0, one], 1)
+        right = torch.cat([Y, one, sq], 1)
+        W = torch.mm(left, right.T, out=self.W)
+        W.reciprocal_()                       # rounding can make 1 + D a hair below 1: harmless
+        W.fill_diagonal_(0.0)
+        Z = W.sum()
+        self.Z = Z
+        # B = W∘W − αZ·P∘W = −Z·(αP − Q)∘W   (two passes, no temporaries)
+        B = torch.mul(W, W, out=self.B)
+        B.addcmul_(self.P, W, value=-(alpha * Z).item())
+        # B is symmetric, so [Y, 1]ᵀ B gives both B·Y and its row sums in one pass.
+        R = torch.mm(torch.cat([Y, one], 1).T, B).T          # (n, d + 1)
+        return (R[:, :d] - R[:, d:] * Y) * (4.0 / Z)
+
+    def kl(self, plogp: float) -> float:
+        """KL(P‖Q) for the Y of the last ``grad`` call: Σ p log p − Σ p log w + log Z."""
+        L = torch.log(self.W, out=self.B)    # B is free again; diagonal is −inf
+        L.fill_diagonal_(0.0)
+        return plogp - torch.dot(self.P.view(-1), L.view(-1)).item() + math.log(self.Z.item())
+
+
+def _exact_kl(P: torch.Tensor, Y: torch.Tensor) -> float:
+    """KL(P‖Q) in float64 on the CPU (row blocks, so memory stays O(block·N))."""
+    P = P.detach().cpu()
+    Y = Y.detach().cpu().double()
+    n = len(Y)
+    sq = (Y * Y).sum(1)
+    step = max(1, _ROW_BLOCK_ELEMENTS // n)
+    Z, cross = 0.0, 0.0  # Σ w,  Σ p (log p − log w)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        D = (sq[s:e, None] + sq[None, :] - 2.0 * Y[s:e] @ Y.T).clamp_min_(0.0)
+        logw = -torch.log1p(D)
+        r = torch.arange(e - s)
+        logw[r, r + s] = -math.inf
+        Z += torch.exp(logw).sum().item()
+        p = P[s:e].double()
+        m = p > 0
+        cross += (p[m] * (torch.log(p[m]) - logw[m])).sum().item()
+    return cross + math.log(Z) * P.double().sum().item()
+
+
+# ----------------------------------------------------------------------------- estimator
+class TSNE:
+    """Exact t-SNE with a scikit-learn-style interface, written in torch.
+
+    Parameters mirror ``sklearn.manifold.TSNE(method="exact")``: ``n_components`` (map
+    dimension d), ``perplexity``, ``early_exaggeration`` (α applied for the first
+    ``exaggeration_iter`` steps, with momentum 0.5; then momentum 0.8), ``learning_rate``
+    ("auto" = max(N / α / 4, 50)), ``n_iter`` (total gradient steps), ``init`` ("pca",
+    "random" or an (N, d) array), ``random_state`` (seed for ``init="random"``), ``device``
+    (None → ``xaicourse.device.current_device()``), ``verbose`` (progress bar and summary;
+    a bar is also shown when N ≥ 3000). ``kl_every``: record the exact KL every k steps (1 =
+    every step, costs one extra log pass per step). ``snapshot_every``: keep a copy of the
+    map every k steps in ``snapshots_`` (for animations). ``n_iter_without_progress`` and
+    ``min_grad_norm`` stop early as in scikit-learn (checked after the exaggeration phase).
+
+    After ``fit_transform(X)``: ``embedding_`` (N, d) float32 numpy, ``kl_divergence_``
+    (final KL(P‖Q), float64, exact), ``n_iter_`` (steps run), ``kl_history_`` (list of
+    (step, KL) — the un-exaggerated KL even during early exaggeration), ``P_`` (the joint
+    probabilities, torch float32), ``betas_`` (the precisions β_i = 1/2σ_i²),
+    ``learning_rate_``, ``snapshots_``.
+
+    Only the Student-t kernel with one degree of freedom (the paper's choice) is
+    implemented; scikit-learn uses max(d − 1, 1), so the two differ for d ≥ 3.
+    """
+
+    def __init__(self, n_components: int = 2, perplexity: float = 30.0, early_exaggeration: float = 12.0,
+                 learning_rate="auto", n_iter: int = 1000, init="pca", random_state=None, device=None,
+                 verbose: bool = False, *, exaggeration_iter: int = 250, kl_every: int = 1,
+                 snapshot_every: int = 0, n_iter_without_progress: int = 300, min_grad_norm: float = 1e-7,
+                 tol: float = 1e-5):
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.early_exaggeration = early_exaggeration
+        self.learning_rate = learning_rate
+        self.n_iter = n_iter
+        self.init = init
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.exaggeration_iter = exaggeration_iter
+        self.kl_every = kl_every
+        self.snapshot_every = snapshot_every
+        self.n_iter_without_progress = n_iter_without_progress
+        self.min_grad_norm = min_grad_norm
+        self.tol = tol
+
+    def __repr__(self):
+        return (f"TSNE(n_components={self.n_components}, perplexity={self.perplexity}, "
+                f"early_exaggeration={self.early_exaggeration}, learning_rate={self.learning_rate!r}, "
+                f"n_iter={self.n_iter}, init={'array' if not isinstance(self.init, str) else repr(self.init)}, "
+                f"random_state={self.random_state})")
+
+    # -- validation
+    def _validate(self, X) -> torch.Tensor:
+        def pos_int(name, v, minimum=1):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
+                raise ValueError(f"{name} must be an int ≥ {minimum}, got {v!r}")
+
+        pos_int("n_components", self.n_components)
+        pos_int("n_iter", self.n_iter)
+        pos_int("exaggeration_iter", self.exaggeration_iter, 0)
+        pos_int("kl_every", self.kl_every)
+        pos_int("snapshot_every", self.snapshot_every, 0)
+        pos_int("n_iter_without_progress", self.n_iter_without_progress)
+        if isinstance(self.early_exaggeration, bool) or not isinstance(self.early_exaggeration, numbers.Real) \
+                or not self.early_exaggeration >= 1:
+            raise ValueError(f"early_exaggeration must be a number ≥ 1, got {self.early_exaggeration!r}")
+        lr = self.learning_rate
+        if not (lr == "auto" or (isinstance(lr, numbers.Real) and not isinstance(lr, bool) and lr > 0)):
+            raise ValueError(f"learning_rate must be 'auto' or a positive number, got {lr!r}")
+        X = _as_tensor(X, "X")
+        n = X.shape[0]
+        if n < 4:
+            raise ValueError(f"X must have at least 4 samples (rows), got {n}")
+        if n > MAX_SAMPLES:
+            gb = 12 * n * n / 1e9
+            raise ValueError(
+                f"X has {n} samples; exact t-SNE keeps N×N matrices (~{gb:.1f} GB here) and is limited to "
+                f"MAX_SAMPLES = {MAX_SAMPLES}. Use an approximate method: "
+                "sklearn.manifold.TSNE(method='barnes_hut') or openTSNE (FFT-accelerated), "
+                "or subsample X.")
+        _check_perplexity(self.perplexity, n)
+        if isinstance(self.init, str):
+            if self.init not in ("pca", "random"):
+                raise ValueError(f"init must be 'pca', 'random' or an (N, n_components) array, got {self.init!r}")
+        else:
+            Y0 = _as_tensor(self.init, "init")
+            if tuple(Y0.shape) != (n, self.n_components):
+                raise ValueError(f"init must have shape (n_samples, n_components) = {(n, self.n_components)}, "
+                                 f"got {tuple(Y0.shape)}")
+        return X
+
+    def _initial_map(self, X: torch.Tensor, dev) -> torch.Tensor:
+        n, d = X.shape[0], self.n_components
+        if not isinstance(self.init, str):
+            return _as_tensor(self.init, "init").to(dev, torch.float32).clone()
+        if self.init == "pca":
+            return pca_init(X, d).to(dev, torch.float32)
+        g = torch.Generator()
+        if self.random_state is None:
+            g.seed()
+        else:
+            g.manual_seed(int(self.random_state))
+        return (1e-4 * torch.randn(n, d, generator=g)).to(dev, torch.float32)
+
+    # -- the algorithm
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """Embed X (N, F) → (N, n_components) float32 numpy array (also ``embedding_``)."""
+        from .device import current_device, get_device
+
+        X = self._validate(X)
+        dev = current_device() if self.device is None else get_device(self.device)
+        n = X.shape[0]
+        wide = _wide_dtype(dev)
+        Xw = X.to(dev, wide)
+
+        # input affinities: P (float32, kept for the whole run)
+        D = squared_distances(Xw)
+        P_cond, self.betas_ = conditional_probabilities(D, self.perplexity, tol=self.tol, return_beta=True)
+        del D
+        P = joint_probabilities(P_cond)
+        del P_cond
+        plogp = torch.special.xlogy(P, P).sum().item()
+        P = P.to(torch.float32)
+        self.P_ = P
+
+        Y = self._initial_map(X, dev)
+        self.learning_rate_ = (max(n / self.early_exaggeration / 4.0, 50.0) if self.learning_rate == "auto"
+                               else float(self.learning_rate))
+        eta = self.learning_rate_
+        step = _Step(P)
+        update = torch.zeros_like(Y)
+        gains = torch.ones_like(Y)
+        self.kl_history_, self.snapshots_ = [], []
+        best_kl, best_it = math.inf, 0
+        n_ex = min(self.exaggeration_iter, self.n_iter)
+        show = bool(self.verbose) or n >= 3000
+        bar = tqdm(range(self.n_iter), desc=f"t-SNE N={n}", disable=not show, leave=False)
+        it = 0
+        for it in bar:
+            exploring = it < n_ex
+            if it == n_ex:  # new phase: as scikit-learn, restart momentum and gains
+                update.zero_()
+                gains.fill_(1.0)
+            alpha = self.early_exaggeration if exploring else 1.0
+            momentum = 0.5 if exploring else 0.8
+            grad = step.grad(Y, alpha)
+            record = (it + 1) % self.kl_every == 0 or it == self.n_iter - 1
+            if record:
+                kl = step.kl(plogp)
+                if not math.isfinite(kl):
+                    raise FloatingPointError(f"t-SNE diverged at step {it + 1} (KL = {kl}); "
+                                             "lower learning_rate or early_exaggeration")
+                self.kl_history_.append((it + 1, kl))
+            inc = (update * grad) < 0
+            gains.copy_(torch.where(inc, gains + 0.2, gains * 0.8).clamp_min_(0.01))
+            grad.mul_(gains)
+            update.mul_(momentum).sub_(eta * grad)
+            Y.add_(update)
+            if self.snapshot_every and (it + 1) % self.snapshot_every == 0:
+                self.snapshots_.append((it + 1, Y.detach().cpu().numpy().copy()))
+            if record and show and (it + 1) % 50 == 0:
+                bar.set_postfix(KL=f"{kl:.4f}", refresh=False)
+            if not exploring:
+                if record:
+                    if kl < best_kl:
+                        best_kl, best_it = kl, it
+                    elif it - best_it > self.n_iter_without_progress:
+                        break
+                if grad.norm().item() <= self.min_grad_norm:
+                    break
+        bar.close()
+        self.n_iter_ = it + 1
+        self.embedding_ = Y.cpu().numpy()
+        self.kl_divergence_ = _exact_kl(P, Y)
+        if self.verbose:
+            print(f"[t-SNE] N={n}, perplexity={self.perplexity}: KL = {self.kl_divergence_:.4f} after "
+                  f"{self.n_iter_} steps (learning rate {eta:.1f}, device {dev})")
+        return self.embedding_
+
+    def fit(self, X, y=None):
+        """Fit and return self (the map is in ``embedding_``)."""
+        self.fit_transform(X)
+        return self
