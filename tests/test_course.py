@@ -1,0 +1,143 @@
+"""The course pipeline end to end: every notebook executes in quick mode (discovered, so new
+lectures are covered automatically), the site index links them, exercises are in sync and
+clean, and nbgrader grades solutions to full marks and untouched exercises to zero."""
+import copy
+import csv
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from xaicourse import cli, course
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = course.lecture_notebooks(ROOT) + course.solution_notebooks(ROOT)
+EXERCISES = course.exercise_names(ROOT)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    results = course.build(ROOT, out=out, quick=True, jobs=2)
+    return out, {r.path: r for r in results}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebook_executes_in_quick_mode(built, nb):
+    _, results = built
+    r = results[nb]
+    assert r.ok, r.error
+
+
+@pytest.mark.slow
+def test_site_index_links_every_lecture(built):
+    out, results = built
+    index = (out / "index.html").read_text()
+    for nb in course.lecture_notebooks(ROOT):
+        name = f"lectures__{nb.stem}.html"
+        assert f"href='{name}'" in index, name
+        assert (out / name).stat().st_size > 10_000
+    assert len(results) == len(NOTEBOOKS)
+
+
+def test_parameters_cell_first_and_device_toggle():
+    for nb_path in NOTEBOOKS:
+        nb = nbformat.read(nb_path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), nb_path.name
+        assert 'DEVICE = "auto"' in code[0].source, nb_path.name
+        assert any("device_toggle(" in c.source for c in code), nb_path.name
+
+
+def test_committed_notebooks_have_no_outputs():
+    assert course.notebooks_with_outputs(ROOT) == []
+
+
+@pytest.mark.slow
+def test_exercises_in_sync_with_solutions():
+    assert course.check(ROOT, log=lambda *a: None) == []
+
+
+def test_failing_notebook_reported_with_cell(tmp_path, capsys):
+    (tmp_path / "lectures").mkdir()
+    (tmp_path / "solutions").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('boom 42')")]
+    nbformat.write(nb, tmp_path / "lectures" / "99_broken.ipynb")
+    code = cli.main(["--root", str(tmp_path), "build", "--quick"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "99_broken.ipynb: failed in cell 1" in out and "boom 42" in out
+    assert cli.main(["--root", str(tmp_path), "build", "--only", "nothing-matches"]) == 2
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+@pytest.fixture(scope="session")
+def grades(tmp_path_factory):
+    subs = tmp_path_factory.mktemp("submitted")
+
+    def put(student, ex, nb):
+        d = subs / student / ex
+        d.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, d / f"{ex}.ipynb")
+
+    for ex in EXERCISES:
+        put("alice", ex, nbformat.read(ROOT / "solutions" / ex / f"{ex}.ipynb", as_version=4))
+        put("bob", ex, nbformat.read(ROOT / "exercises" / ex / f"{ex}.ipynb", as_version=4))
+    sol = nbformat.read(ROOT / "solutions/00_introduction/00_introduction.ipynb", as_version=4)
+    ex0 = nbformat.read(ROOT / "exercises/00_introduction/00_introduction.ipynb", as_version=4)
+    wrong = copy.deepcopy(sol)  # task 2 sorted the wrong way: task 1 still right
+    _cell(wrong, "topweights_answer").source = (
+        "def top_weights(W, cls, k):\n    return torch.argsort(torch.as_tensor(W)[cls])[:k]\n")
+    put("carol", "00_introduction", wrong)
+    hang = copy.deepcopy(sol)
+    _cell(hang, "perturbation_answer").source = "import time\nwhile True:\n    time.sleep(0.5)\n"
+    put("dave", "00_introduction", hang)
+    crash = copy.deepcopy(sol)
+    _cell(crash, "perturbation_answer").source = "import os\nos._exit(3)\n"
+    put("eve", "00_introduction", crash)
+    tamper = copy.deepcopy(ex0)  # unsolved, but the locked tests edited to pass / deleted
+    _cell(tamper, "perturbation_tests").source = "pass"
+    tamper.cells = [c for c in tamper.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "topweights_tests"]
+    put("frank", "00_introduction", tamper)
+    out = tmp_path_factory.mktemp("grades") / "grades.csv"
+    code = cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "15"])
+    assert code == 0
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    return {(r["student"], r["exercise"]): r for r in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ex", EXERCISES)
+def test_solution_full_marks_exercise_zero(grades, ex):
+    a, b = grades[("alice", ex)], grades[("bob", ex)]
+    assert float(a["max_score"]) > 0
+    assert float(a["score"]) == float(a["max_score"]), a
+    assert float(b["score"]) == 0.0, b
+
+
+@pytest.mark.slow
+def test_wrong_answer_partial_credit(grades):
+    r = grades[("carol", "00_introduction")]
+    assert 0 < float(r["score"]) < float(r["max_score"])
+    assert float(r["score"]) == 3.0  # task 1 right, task 2 wrong
+
+
+@pytest.mark.slow
+def test_hanging_and_crashing_submissions_get_rows(grades):
+    dave = grades[("dave", "00_introduction")]
+    assert float(dave["score"]) == 2.0  # the hanging task interrupted, the other still graded
+    eve = grades[("eve", "00_introduction")]
+    assert float(eve["score"]) == 0.0 and "Kernel died" in eve["status"]
+
+
+@pytest.mark.slow
+def test_tampered_locked_cells_do_not_earn_points(grades):
+    frank = grades[("frank", "00_introduction")]
+    assert float(frank["score"]) == 0.0
+    assert len(grades) == 2 * len(EXERCISES) + 4

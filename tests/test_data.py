@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import torch
+
+from xaicourse import data
+
+
+def test_digits_split_fixed_and_scaled():
+    a, b = data.load_digits_tensors(), data.load_digits_tensors()
+    assert a.X_train.shape == (1347, 1, 8, 8) and a.X_test.shape == (450, 1, 8, 8)
+    assert torch.equal(a.X_train, b.X_train) and torch.equal(a.y_test, b.y_test)
+    assert a.X_train.min() == 0.0 and a.X_train.max() == 1.0
+    assert a.X_train.dtype == torch.float32 and a.y_train.dtype == torch.int64
+    # stratified: each class keeps its share (25% of 174..183 examples)
+    counts = torch.bincount(a.y_test, minlength=10)
+    assert counts.min() >= 43 and counts.max() <= 46
+
+
+def test_shapes_deterministic_and_balanced():
+    s1, s2 = data.make_shapes(40, seed=3), data.make_shapes(40, seed=3)
+    assert torch.equal(s1.images, s2.images) and torch.equal(s1.masks, s2.masks)
+    assert not torch.equal(s1.images, data.make_shapes(40, seed=4).images)
+    assert s1.images.shape == (40, 3, 32, 32) and s1.masks.shape == (40, 32, 32)
+    assert 0.0 <= s1.images.min() and s1.images.max() <= 1.0
+    assert torch.bincount(s1.labels).tolist() == [10, 10, 10, 10]
+
+
+def test_shapes_masks_mark_the_object():
+    s = data.make_shapes(60, seed=1, noise=0.0)
+    frac = s.masks.float().mean((1, 2))
+    assert (frac > 0.03).all() and (frac < 0.4).all()
+    # pixels inside the mask share one colour (the object's), background varies
+    for i in range(10):
+        inside = s.images[i][:, s.masks[i]]
+        assert inside.std(1).max() < 1e-6
+    # circles fill about pi/4 of their bounding box, squares about all of it
+    for i in range(60):
+        ys, xs = torch.nonzero(s.masks[i], as_tuple=True)
+        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        fill = s.masks[i].sum() / box
+        if s.class_names[s.labels[i]] == "circle":
+            assert 0.7 < fill < 0.85
+
+
+def test_watermark_is_a_perfect_cue_at_p1_and_absent_at_p0():
+    s = data.make_shapes(80, seed=2, watermark=1.0, noise=0.0)
+    assert s.cue_masks.flatten(1).any(1).all()
+    for i in range(80):
+        ys, xs = torch.nonzero(s.cue_masks[i], as_tuple=True)
+        corner = (int(ys.float().mean() > 16) * 2) + int(xs.float().mean() > 16)
+        assert corner == int(s.labels[i]) % 4
+        assert (s.images[i][:, s.cue_masks[i]] == 1.0).all()
+        assert not (s.masks[i] & s.cue_masks[i]).any()
+    assert not data.make_shapes(20, seed=2).cue_masks.any()
+
+
+def test_label_flips_reported():
+    s = data.make_shapes(100, seed=0, flip_fraction=0.2)
+    assert int(s.flipped.sum()) == 20
+    assert (s.labels[s.flipped] != s.clean_labels[s.flipped]).all()
+    assert (s.labels[~s.flipped] == s.clean_labels[~s.flipped]).all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(n=0), "n must be positive"),
+    (dict(n=-3), "n must be positive"),
+    (dict(n=10, flip_fraction=1.5), "flip_fraction"),
+    (dict(n=10, flip_fraction=-0.1), "flip_fraction"),
+    (dict(n=10, watermark=2.0), "watermark"),
+    (dict(n=10, classes=("circle", "hexagon")), "classes: unknown shape 'hexagon'"),
+    (dict(n=10, size=4), "size"),
+])
+def test_shapes_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        data.make_shapes(**kwargs)
+
+
+def test_shapes_n_type():
+    with pytest.raises(TypeError, match="n must be an int"):
+        data.make_shapes(2.5)

@@ -1,0 +1,99 @@
+import pytest
+import torch
+
+from xaicourse import data, models
+
+
+@pytest.fixture()
+def tmp_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XAICOURSE_CACHE", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.parametrize("dataset", ["digits", "shapes"])
+def test_course_cnn_reaches_95_percent(dataset):
+    model, split, res = models.course_model(dataset, progress=False)
+    acc = models.accuracy(model, split.X_test, split.y_test)
+    assert acc >= 0.95, f"{dataset}: test accuracy {acc:.3f}"
+    assert res.history[-1] < res.history[0]
+
+
+def test_train_is_deterministic_under_seed(tmp_cache):
+    s = data.load_digits_tensors()
+    X, y = s.X_train[:300], s.y_train[:300]
+    r1 = models.train(models.MLP(64, 10), X, y, epochs=3, seed=7, cache=False, progress=False)
+    r2 = models.train(models.MLP(64, 10), X, y, epochs=3, seed=7, cache=False, progress=False)
+    r3 = models.train(models.MLP(64, 10), X, y, epochs=3, seed=8, cache=False, progress=False)
+    assert r1.history == r2.history
+    for a, b in zip(r1.model.parameters(), r2.model.parameters()):
+        assert torch.equal(a, b)
+    assert r1.history != r3.history
+
+
+def test_checkpoints_every_k_epochs(tmp_cache):
+    s = data.load_digits_tensors()
+    r = models.train(models.LogisticRegression(64, 10), s.X_train[:200], s.y_train[:200], epochs=6, lr=0.1,
+                     optimizer="sgd", lr_decay=0.5, checkpoint_every=2, progress=False)
+    assert [c["epoch"] for c in r.checkpoints] == [2, 4, 6]
+    assert [c["lr"] for c in r.checkpoints] == pytest.approx([0.05, 0.0125, 0.003125])
+    last = r.checkpoints[-1]["state_dict"]
+    assert torch.equal(last["linear.weight"], r.model.linear.weight.detach().cpu())
+    assert not torch.equal(r.checkpoints[0]["state_dict"]["linear.weight"], last["linear.weight"])
+
+
+def _small_run(**kw):
+    s = data.load_digits_tensors()
+    return models.train(models.LogisticRegression(64, 10), s.X_train[:200], s.y_train[:200], epochs=2,
+                        progress=False, **kw)
+
+
+def test_cache_hit_returns_same_model(tmp_cache):
+    r1 = _small_run(checkpoint_every=1)
+    r2 = _small_run(checkpoint_every=1)
+    assert not r1.from_cache and r2.from_cache
+    assert torch.equal(r1.model.linear.weight, r2.model.linear.weight)
+    assert r1.history == r2.history and len(r2.checkpoints) == 2
+    r3 = _small_run(checkpoint_every=1, lr=0.5)  # other config: other key
+    assert not r3.from_cache
+    assert len(list(tmp_cache.glob("*.pt"))) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte", "garbage"])
+def test_corrupted_cache_is_retrained(tmp_cache, damage):
+    r1 = _small_run()
+    (path,) = tmp_cache.glob("*.pt")
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip_byte":
+        i = len(raw) - 100
+        path.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1:])
+    else:
+        path.write_bytes(b"not a model")
+    r2 = _small_run()
+    assert not r2.from_cache
+    assert torch.equal(r1.model.linear.weight, r2.model.linear.weight)
+    assert _small_run().from_cache  # the retrained file is valid again
+
+
+def test_train_bad_arguments():
+    X, y = torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    m = models.LogisticRegression(64, 10)
+    with pytest.raises(ValueError, match="epochs"):
+        models.train(m, X, y, epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        models.train(m, X, y, lr=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        models.train(m, X, y, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="equal length"):
+        models.train(m, X, y[:2])
+    with pytest.raises(ValueError, match="dataset"):
+        models.course_model("mnist")
+
+
+def test_model_shapes_and_features():
+    cnn = models.SmallCNN(3, 4)
+    x = torch.rand(2, 3, 32, 32)
+    assert cnn(x).shape == (2, 4) and cnn.features(x).shape == (2, 64)
+    assert torch.allclose(cnn.head(cnn.features(x)), cnn(x))
+    assert models.SmallCNN(1, 10)(torch.rand(5, 1, 8, 8)).shape == (5, 10)
