@@ -29,6 +29,7 @@ def perturbation_panel(model, x: torch.Tensor, target: int, delta: float = 0.5):
     row = w.IntSlider(value=H // 2, min=0, max=H - 1, description="pixel row")
     col = w.IntSlider(value=W // 2, min=0, max=W - 1, description="pixel col")
     out = w.Output()
+    readout = w.HTML()
 
     def grad_map():
         dev = current_device()
@@ -52,10 +53,12 @@ def perturbation_panel(model, x: torch.Tensor, target: int, delta: float = 0.5):
             for a in ax:
                 a.axis("off")
             plt.show()
-            print(f"pixel ({i},{j}):  R_i/δ = {R[:, i, j].sum() / d.value:+.4f}   "
-                  f"−∂f/∂x_i = {-g[:, i, j].sum():+.4f}")
+        readout.value = (f"pixel ({i},{j}):  R_i/δ = {R[:, i, j].sum() / d.value:+.4f}   "
+                         f"−∂f/∂x_i = {-g[:, i, j].sum():+.4f}")
 
     for s in (d, row, col):
         s.observe(redraw, names="value")
     redraw()
-    return w.VBox([w.HBox([d]), w.HBox([row, col]), out])
+    box = w.VBox([w.HBox([d]), w.HBox([row, col]), readout, out])
+    box.delta, box.row, box.col, box.readout = d, row, col, readout
+    return box
