@@ -62,3 +62,171 @@ def perturbation_panel(model, x: torch.Tensor, target: int, delta: float = 0.5):
     box = w.VBox([w.HBox([d]), w.HBox([row, col]), readout, out])
     box.delta, box.row, box.col, box.readout = d, row, col, readout
     return box
+
+
+# ------------------------------------------------------------------ 02 t-SNE
+def tsne_panel(X, labels, perplexities=(2, 5, 10, 30, 50), perplexity=30, n_iter: int = 500,
+               snapshot_every: int = 10, seed: int = 0):
+    """Perplexity and iteration sliders over t-SNE maps of X (N, F), coloured by ``labels``.
+
+    Each perplexity is run once with ``xaicourse.tsne.TSNE`` (PCA init, so runs are
+    reproducible) keeping a snapshot every ``snapshot_every`` steps; the iteration slider
+    replays them. The readout shows KL(P‖Q) at that step and the trustworthiness (k=10).
+    Keep X small (a few hundred points): every new perplexity is a full run.
+    The returned VBox has ``.perplexity``, ``.step``, ``.readout`` and ``.state`` (a dict
+    with the shown perplexity, step, KL and trustworthiness).
+    """
+    import numpy as np
+    from sklearn.manifold import trustworthiness
+
+    from .tsne import TSNE
+
+    Xn = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
+    Xn = Xn.reshape(len(Xn), -1)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    options = [p for p in perplexities if p < len(Xn) - 1]
+    if not options:
+        raise ValueError(f"perplexities must contain a value below n_samples − 1 = {len(Xn) - 1}")
+    if perplexity not in options:
+        perplexity = options[len(options) // 2]
+    runs = {}
+
+    def run(p):
+        if p not in runs:
+            m = TSNE(perplexity=float(p), n_iter=n_iter, init="pca", random_state=seed,
+                     snapshot_every=snapshot_every, device=current_device()).fit(Xn)
+            runs[p] = m
+        return runs[p]
+
+    per = w.SelectionSlider(options=options, value=perplexity, description="perplexity",
+                            continuous_update=False)
+    step = w.IntSlider(value=n_iter, min=snapshot_every, max=n_iter, step=snapshot_every,
+                       description="iteration", continuous_update=False)
+    readout = w.HTML()
+    note = w.HTML("<small>Caveats: cluster <i>sizes</i> and the <i>distances between</i> clusters in a "
+                  "t-SNE map carry little meaning; the picture changes with perplexity (and seed). "
+                  "Early steps (≤ 250) are under early exaggeration.</small>")
+    out = w.Output()
+    state = {}
+
+    def redraw(*_):
+        m = run(per.value)
+        snaps = dict(m.snapshots_)
+        t = min(snaps, key=lambda s: abs(s - step.value))
+        Y = snaps[t]
+        kl = dict(m.kl_history_)[t]
+        tw = trustworthiness(Xn, Y, n_neighbors=min(10, len(Xn) // 2 - 1))
+        state.update(perplexity=per.value, step=t, kl=kl, trustworthiness=tw)
+        readout.value = (f"perplexity {per.value}, step {t}: KL(P‖Q) = <b>{kl:.3f}</b>, "
+                         f"trustworthiness = <b>{tw:.3f}</b>")
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5, 5))
+            sc = ax.scatter(Y[:, 0], Y[:, 1], c=lab, cmap="tab10", s=8)
+            ax.legend(*sc.legend_elements(), fontsize=7, loc="best", markerscale=0.8)
+            ax.set_title(f"t-SNE, perplexity {per.value}, step {t}")
+            ax.set_xticks([]); ax.set_yticks([])
+            plt.show()
+
+    per.observe(redraw, names="value")
+    step.observe(redraw, names="value")
+    redraw()
+    box = w.VBox([w.HBox([per, step]), readout, note, out])
+    box.perplexity, box.step, box.readout, box.state = per, step, readout, state
+    return box
+
+
+# ------------------------------------------------------------------ 03 gradients vs LIME
+def attribution_panel(model, images: torch.Tensor, labels, layer: str = "relu3", names=None):
+    """Method picker + image picker (+ SmoothGrad σ and n): one map next to its image.
+
+    images: (N, C, H, W); labels: the targets explained. Every redraw calls
+    ``xaicourse.attribution.attribute(method, ...)`` — the tested dispatcher.
+    """
+    from .attribution import METHODS, attribute
+    from .viz import seismic_heatmap, to_numpy_image
+
+    method = w.Dropdown(options=list(METHODS), value="gradient", description="method")
+    idx = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image")
+    sigma = w.FloatSlider(value=0.15, min=0.0, max=0.5, step=0.025, description="σ (SmoothGrad)")
+    n = w.IntSlider(value=20, min=1, max=100, description="n (SmoothGrad)")
+    reduce = w.ToggleButtons(options=["sum", "sum_squares"], value="sum", description="heatmap")
+    out = w.Output()
+
+    def options(m):
+        if m == "smoothgrad":
+            return dict(sigma=sigma.value, n_samples=n.value, seed=0)
+        if m == "occlusion":
+            return dict(window=max(1, images.shape[-1] // 8), stride=max(1, images.shape[-1] // 16))
+        if m == "lime":
+            return dict(num_samples=300, segmentation="grid" if images.shape[-1] <= 8 else "slic",
+                        cell=2, n_segments=40)
+        return {}
+
+    def redraw(*_):
+        dev = current_device()
+        model.to(dev)
+        i, m = idx.value, method.value
+        x = images[i:i + 1].to(dev)
+        t = int(labels[i])
+        a = attribute(m, model, x, t, layer=layer, **options(m))[0].cpu()
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(1, 2, figsize=(5.6, 2.9))
+            ax[0].imshow(to_numpy_image(images[i]), cmap="gray")
+            ax[0].set_title(f"input, target {names[t] if names else t}", fontsize=9)
+            ax[1].imshow(seismic_heatmap(a, reduce=reduce.value))
+            ax[1].set_title(f"{m}", fontsize=9)
+            for a_ in ax:
+                a_.axis("off")
+            plt.show()
+
+    for c in (method, idx, sigma, n, reduce):
+        c.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([method, idx, reduce]), w.HBox([sigma, n]), out])
+
+
+def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int = 4, k: int = 5):
+    """LIME kernel width, number of samples and a stability meter for one image x (C, H, W).
+
+    Shows the LIME map, the histogram of sample weights π_i for the chosen kernel width, and
+    the top-k agreement across ``n_seeds`` sampling seeds (``lime_stability``).
+    """
+    from .attribution.lime import lime_explain, lime_stability, segment_image
+    from .viz import seismic_heatmap, to_numpy_image
+
+    if segments is None:
+        segments = segment_image(x, "grid", cell=2) if x.shape[-1] <= 8 else segment_image(x, "slic", n_segments=40)
+    kw = w.FloatLogSlider(value=0.25, base=10, min=-1.5, max=1, step=0.1, description="kernel width")
+    ns = w.IntSlider(value=200, min=20, max=1000, step=20, description="samples")
+    meter = w.FloatProgress(value=0, min=0, max=1, description=f"top-{k} agree")
+    readout = w.Label()
+    out = w.Output()
+
+    def redraw(*_):
+        dev = current_device()
+        model.to(dev)
+        opts = dict(num_samples=ns.value, kernel_width=kw.value, segments=segments)
+        e = lime_explain(model, x[None].to(dev), target, seed=0, **opts)[0]
+        agree, _ = lime_stability(model, x.to(dev), target, seeds=range(n_seeds), k=k, **opts)
+        meter.value = agree
+        readout.value = (f"agreement {agree:.2f} over {n_seeds} seeds · weighted R² {e.score:.2f} · "
+                         f"effective samples {e.weights.sum() ** 2 / (e.weights ** 2).sum():.0f}")
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(1, 3, figsize=(9, 2.8))
+            ax[0].imshow(to_numpy_image(x), cmap="gray"); ax[0].set_title("input"); ax[0].axis("off")
+            ax[1].imshow(seismic_heatmap(e.to_map(x.shape), reduce="sum")); ax[1].axis("off")
+            ax[1].set_title(f"LIME, width {kw.value:.2g}", fontsize=9)
+            ax[2].hist(e.weights, bins=30, color="tab:blue")
+            ax[2].set_xlabel("sample weight π_i"); ax[2].set_ylabel("count"); ax[2].set_title("kernel weights")
+            fig.tight_layout()
+            plt.show()
+
+    for c in (kw, ns):
+        c.observe(redraw, names="value")
+    redraw()
+    box = w.VBox([w.HBox([kw, ns]), w.HBox([meter, readout]), out])
+    box.kernel_width, box.samples, box.meter = kw, ns, meter
+    return box
