@@ -204,7 +204,8 @@ def test_tsne_attributes(fitted):
     # classes stay apart: 5-NN accuracy in the map
     from sklearn.neighbors import KNeighborsClassifier
     acc = KNeighborsClassifier(5).fit(E[::2], y[::2]).score(E[1::2], y[1::2])
-    assert acc >= 0.9
+    acc_sk = KNeighborsClassifier(5).fit(Es[::2], y[::2]).score(Es[1::2], y[1::2])
+    assert acc >= 0.85 and acc >= acc_sk - 0.03, (acc, acc_sk)
 
 
 def test_tsne_seeded_random_init_is_deterministic(digits300):
@@ -290,3 +291,23 @@ def test_piece_validation():
         kl_gradient(torch.rand(3, 3), torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [1.0, 1.0]]))
     with pytest.raises(ValueError, match="same N"):
         kl_divergence(torch.rand(3, 3), torch.rand(4, 2))
+
+
+# ----------------------------------------------------------------------------- widget
+def test_tsne_panel_shows_what_tsne_computes(digits300):
+    from xaicourse.widgets import tsne_panel
+
+    X, y = digits300
+    X, y = X[:60], y[:60]
+    box = tsne_panel(X, y, perplexities=(5, 10, 100), perplexity=10, n_iter=60, snapshot_every=20)
+    assert list(box.perplexity.options) == [5, 10]          # 100 ≥ N − 1 is dropped
+    ref = TSNE(perplexity=10.0, n_iter=60, init="pca").fit(X)
+    assert box.state["perplexity"] == 10 and box.state["step"] == 60
+    assert box.state["kl"] == pytest.approx(dict(ref.kl_history_)[60], rel=1e-6)
+    box.step.value = 20
+    assert box.state["step"] == 20 and box.state["kl"] == pytest.approx(dict(ref.kl_history_)[20], rel=1e-6)
+    box.perplexity.value = 5
+    ref5 = TSNE(perplexity=5.0, n_iter=60, init="pca", snapshot_every=20).fit(X)
+    assert box.state["kl"] == pytest.approx(dict(ref5.kl_history_)[20], rel=1e-6)
+    assert trustworthiness(X, ref5.snapshots_[0][1], n_neighbors=10) == pytest.approx(
+        box.state["trustworthiness"])

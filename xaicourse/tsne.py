@@ -92,48 +92,45 @@ def squared_distances(X) -> torch.Tensor:
 # ----------------------------------------------------------------------------- input affinities
 def _search_block(D: torch.Tensor, diag: torch.Tensor | None, log_perp: float, tol: float,
                   max_steps: int):
-    """Binary search for β on a block of rows. D: (B, N) squared distances; ``diag``: the
-    column of each row's own point (excluded), or None when D holds no self-distances.
-    Returns P (B, N) with rows summing to 1 and β (B,)."""
+    """Binary search for β on a block of rows, all rows at once.
+
+    D: (B, N) squared distances in a wide dtype (it is modified in place); ``diag``: the
+    column of each row's own point (excluded), or None. Returns P (B, N), rows summing to
+    1, and β (B,).
+    """
     B = D.shape[0]
     rows = torch.arange(B, device=D.device)
     if diag is not None:
-        D = D.clone()
         D[rows, diag] = math.inf
     # Shift each row by its smallest distance: p_{j|i} and H_i do not change, but exp() can
     # then never underflow to an all-zero row (the nearest neighbour always gets exp(0) = 1).
-    D = D - D.min(1, keepdim=True).values
-    if diag is not None:
-        D[rows, diag] = 0.0  # its weight is zeroed below; a finite value keeps 0·D at 0
+    D.sub_(D.min(1, keepdim=True).values)
+    if diag is not None:  # huge but finite: exp(−β·big) = 0 and 0·big = 0 (inf would give NaN)
+        D[rows, diag] = torch.finfo(D.dtype).max / 4
     beta = torch.ones(B, dtype=D.dtype, device=D.device)
     lo = torch.zeros_like(beta)                   # 0 = "no lower bracket yet"
     hi = torch.full_like(beta, math.inf)          # inf = "no upper bracket yet"
-    active = torch.ones(B, dtype=torch.bool, device=D.device)
-    P = torch.empty_like(D)
+    done = torch.zeros(B, dtype=torch.bool, device=D.device)
+    E = torch.empty_like(D)
     for _ in range(max_steps):
-        idx = active.nonzero().squeeze(1)
-        Da, b = D[idx], beta[idx]
-        E = torch.exp(-b[:, None] * Da)
-        if diag is not None:
-            E[torch.arange(len(idx), device=D.device), diag[idx]] = 0.0
+        torch.mul(D, -beta[:, None], out=E).exp_()           # unnormalised p_{j|i}
         S = E.sum(1)
-        Pa = E / S[:, None]
-        H = torch.log(S) + b * (Pa * Da).sum(1)   # entropy in nats
-        P[idx] = Pa
+        ED = torch.bmm(E[:, None, :], D[:, :, None]).view(B)  # Σ_j E_ij D_ij, no temporary
+        H = torch.log(S) + beta * ED / S                      # entropy in nats
         diff = H - log_perp
-        done = diff.abs() <= tol
-        # entropy too high → distribution too wide → increase β (narrower Gaussian)
-        up = diff > 0
-        lo_a = torch.where(up, b, lo[idx])
-        hi_a = torch.where(up, hi[idx], b)
-        new_b = torch.where(up, torch.where(torch.isinf(hi_a), b * 2.0, (b + hi_a) / 2.0),
-                            torch.where(lo_a == 0, b / 2.0, (b + lo_a) / 2.0))
-        lo[idx], hi[idx] = lo_a, hi_a
-        beta[idx] = torch.where(done, b, new_b)
-        active[idx[done]] = False
-        if not active.any():
+        done |= diff.abs() <= tol
+        if done.all():
             break
-    return P, beta
+        # entropy too high → Gaussian too wide → raise β; too low → lower β
+        up = (diff > 0) & ~done
+        down = (diff <= 0) & ~done
+        lo = torch.where(up, beta, lo)
+        hi = torch.where(down, beta, hi)
+        beta = torch.where(up, torch.where(torch.isinf(hi), beta * 2.0, (beta + hi) / 2.0), beta)
+        beta = torch.where(down, torch.where(lo == 0, beta / 2.0, (beta + lo) / 2.0), beta)
+    torch.mul(D, -beta[:, None], out=E).exp_()
+    E.div_(E.sum(1, keepdim=True))
+    return E, beta
 
 
 def conditional_probabilities(D, perplexity: float = 30.0, tol: float = 1e-5, max_steps: int = 100,
@@ -159,13 +156,13 @@ def conditional_probabilities(D, perplexity: float = 30.0, tol: float = 1e-5, ma
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
     if (D < 0).any():
         raise ValueError("D must hold squared distances (non-negative values)")
-    wide = D.to(_wide_dtype(D.device))
+    wide = _wide_dtype(D.device)
     out = torch.empty_like(D)
-    betas = torch.empty(n, dtype=wide.dtype, device=D.device)
+    betas = torch.empty(n, dtype=wide, device=D.device)
     step = max(1, _ROW_BLOCK_ELEMENTS // n)
-    for s in range(0, n, step):
+    for s in range(0, n, step):  # row blocks bound the memory of the float64 work arrays
         e = min(n, s + step)
-        P, b = _search_block(wide[s:e], torch.arange(s, e, device=D.device), math.log(perplexity),
+        P, b = _search_block(D[s:e].to(wide), torch.arange(s, e, device=D.device), math.log(perplexity),
                              float(tol), int(max_steps))
         out[s:e], betas[s:e] = P.to(out.dtype), b
     return (out, betas) if return_beta else out
@@ -334,7 +331,26 @@ def _exact_kl(P: torch.Tensor, Y: torch.Tensor) -> float:
         p = P[s:e].double()
         m = p > 0
         cross += (p[m] * (torch.log(p[m]) - logw[m])).sum().item()
-    return cross + math.log(Z) * P.double().sum().item()
+    return cross + math.log(Z) * P.sum(dtype=torch.float64).item()
+
+
+def _joint_from_data(Xw: torch.Tensor, perplexity: float, tol: float):
+    """(P (N, N) float32, β (N,)) from data X (N, F), never holding a wide N×N matrix."""
+    n = Xw.shape[0]
+    Xc = Xw - Xw.mean(0, keepdim=True)
+    sq = (Xc * Xc).sum(1)
+    D = torch.empty(n, n, dtype=torch.float32, device=Xw.device)
+    step = max(1, _ROW_BLOCK_ELEMENTS // n)
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        D[s:e] = torch.addmm(sq[s:e, None] + sq[None, :], Xc[s:e], Xc.T, alpha=-2.0).clamp_min_(0.0)
+    D.fill_diagonal_(0.0)
+    P_cond, betas = conditional_probabilities(D, perplexity, tol=tol, return_beta=True)
+    del D
+    P = P_cond + P_cond.T
+    del P_cond
+    P.div_(2.0 * n)
+    return P, betas
 
 
 # ----------------------------------------------------------------------------- estimator
@@ -453,14 +469,12 @@ class TSNE:
         wide = _wide_dtype(dev)
         Xw = X.to(dev, wide)
 
-        # input affinities: P (float32, kept for the whole run)
-        D = squared_distances(Xw)
-        P_cond, self.betas_ = conditional_probabilities(D, self.perplexity, tol=self.tol, return_beta=True)
-        del D
-        P = joint_probabilities(P_cond)
-        del P_cond
-        plogp = torch.special.xlogy(P, P).sum().item()
-        P = P.to(torch.float32)
+        # input affinities: P (float32, kept for the whole run). Distances are computed in
+        # float64 row blocks and stored in float32 (as scikit-learn does); the perplexity
+        # search upcasts each block again. Peak: two float32 N×N matrices at a time.
+        P, self.betas_ = _joint_from_data(Xw, self.perplexity, self.tol)
+        rows = max(1, _ROW_BLOCK_ELEMENTS // n)
+        plogp = sum(torch.special.xlogy(b.double(), b.double()).sum().item() for b in P.split(rows))
         self.P_ = P
 
         Y = self._initial_map(X, dev)
@@ -510,6 +524,7 @@ class TSNE:
                     break
         bar.close()
         self.n_iter_ = it + 1
+        del step  # free the two work matrices before the exact float64 KL
         self.embedding_ = Y.cpu().numpy()
         self.kl_divergence_ = _exact_kl(P, Y)
         if self.verbose:
