@@ -22,6 +22,9 @@ from pathlib import Path
 
 import nbformat
 
+# Kernels draw figures inline (into the notebook) even when the caller runs headless with Agg.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
 
 # ----------------------------------------------------------------------------- discovery
 def find_root(start: str | os.PathLike | None = None) -> Path:
@@ -67,7 +70,7 @@ def execute_notebook(path: Path, quick: bool = False, timeout: int = 900, kernel
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
-    env = dict(os.environ, XAICOURSE_QUICK="1" if quick else "0", MPLBACKEND="Agg",
+    env = dict(os.environ, XAICOURSE_QUICK="1" if quick else "0", MPLBACKEND=INLINE_BACKEND,
                PYDEVD_DISABLE_FILE_VALIDATION="1")
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
@@ -151,7 +154,7 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
 def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course}",
            f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
-    env = dict(os.environ, MPLBACKEND="Agg", XAICOURSE_QUICK="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env = dict(os.environ, MPLBACKEND=INLINE_BACKEND, XAICOURSE_QUICK="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
     # nbgrader shells out to `alembic`, which lives next to this interpreter (an un-activated venv)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout, env=env)
