@@ -142,3 +142,23 @@ def test_tampered_locked_cells_do_not_earn_points(grades):
     frank = grades[("frank", "00_introduction")]
     assert float(frank["score"]) == 0.0
     assert len(grades) == 2 * len(EXERCISES) + 4
+
+
+@pytest.mark.slow
+def test_check_catches_stale_exercise_and_outputs(tmp_path, capsys):
+    import shutil
+    for d in ("lectures", "solutions", "exercises"):
+        shutil.copytree(ROOT / d, tmp_path / d)
+    ex = tmp_path / "exercises/00_introduction/00_introduction.ipynb"
+    nb = nbformat.read(ex, as_version=4)
+    nb.cells[0].source += "\n# edited by hand"
+    nbformat.write(nb, ex)
+    lec = tmp_path / "lectures/00_introduction.ipynb"
+    nb = nbformat.read(lec, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi")]
+    nbformat.write(nb, lec)
+    assert cli.main(["--root", str(tmp_path), "check"]) == 1
+    out = capsys.readouterr().out
+    assert "exercises/00_introduction/00_introduction.ipynb is out of sync" in out, out
+    assert "lectures/00_introduction.ipynb carries outputs" in out, out
