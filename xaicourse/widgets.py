@@ -187,11 +187,13 @@ def attribution_panel(model, images: torch.Tensor, labels, layer: str = "relu3",
     return w.VBox([w.HBox([method, idx, reduce]), w.HBox([sigma, n]), out])
 
 
-def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int = 4, k: int = 5):
+def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int = 4, k: int = 5,
+               **lime_options):
     """LIME kernel width, number of samples and a stability meter for one image x (C, H, W).
 
     Shows the LIME map, the histogram of sample weights π_i for the chosen kernel width, and
     the top-k agreement across ``n_seeds`` sampling seeds (``lime_stability``).
+    ``lime_options`` (e.g. output="logit") go to ``lime_explain``.
     """
     from .attribution.lime import lime_explain, lime_stability, segment_image
     from .viz import seismic_heatmap, to_numpy_image
@@ -207,7 +209,7 @@ def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int 
     def redraw(*_):
         dev = current_device()
         model.to(dev)
-        opts = dict(num_samples=ns.value, kernel_width=kw.value, segments=segments)
+        opts = dict(lime_options, num_samples=ns.value, kernel_width=kw.value, segments=segments)
         e = lime_explain(model, x[None].to(dev), target, seed=0, **opts)[0]
         agree, _ = lime_stability(model, x.to(dev), target, seeds=range(n_seeds), k=k, **opts)
         meter.value = agree
