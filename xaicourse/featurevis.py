@@ -341,6 +341,25 @@ def ascent_step(x: torch.Tensor, grad: torch.Tensor, step_size: float, radius: f
 
 
 # ------------------------------------------------------------------ the optimiser
+class _single_thread_if_small:
+    """Run tiny CPU problems on one thread (restored afterwards). Each op of a small-image
+    ascent step is microseconds of work; splitting it over threads only adds synchronisation,
+    which gets very slow (10–50×) when other processes compete for the cores."""
+
+    def __init__(self, device: torch.device, numel: int, limit: int = 200_000):
+        self.active = device.type == "cpu" and numel <= limit
+        self.saved = None
+
+    def __enter__(self):
+        if self.active:
+            self.saved = torch.get_num_threads()
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            torch.set_num_threads(self.saved)
+
+
 @dataclass
 class FeatureVisResult:
     """What ``activation_maximization`` returns.
@@ -432,7 +451,9 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
     if len(objs) == 1 and B > 1:
         objs = objs * B
     hist_obj, hist_tv = torch.empty(steps, B), torch.empty(steps, B)
+    threads = _single_thread_if_small(dev, x.numel())
     try:
+        threads.__enter__()
         for t in tqdm(range(steps), desc="activation maximisation", disable=not progress, leave=False):
             x.requires_grad_(True)
             xin = x
@@ -457,6 +478,7 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
             final = evaluate_objective(model, objs, x).cpu()
             final_tv = total_variation(x, tv_kind).cpu()
     finally:
+        threads.__exit__()
         model.train(was_training)
         if old_dev is not None:
             model.to(old_dev)
