@@ -16,6 +16,7 @@ a random offset before each forward pass) and a Gaussian blur applied every few 
 Public API
     Objective, class_logit, channel, neuron      — which unit to maximise
     evaluate_objective(model, objective, x)      — its value, shape (N,)
+    layer_sizes(model, example)                  — channels per layer (for pickers)
     total_variation(x, kind)                     — anisotropic / isotropic TV, shape (N,)
     project_lp(x, radius, p, center, clamp)      — Euclidean projection onto the constraint set
     ascent_step(x, grad, step_size, ...)         — one projected steepest-ascent step
@@ -173,6 +174,33 @@ def evaluate_objective(model: nn.Module, objective, x: torch.Tensor) -> torch.Te
         return objs[0].value(acts[objs[0].layer])
     vals = [o.value(acts[o.layer][n:n + 1]) for n, o in enumerate(objs)]
     return torch.cat(vals)
+
+
+@torch.no_grad()
+def layer_sizes(model: nn.Module, example: torch.Tensor, layers=None) -> dict:
+    """Number of channels (dim 1) of each named layer's output for one ``example`` (C, H, W).
+
+    layers: names to report (default: every Conv2d/Linear module). Returns {name: channels},
+    with the model output under ``None`` (the number of classes) — what a unit picker needs.
+    """
+    mods = dict(model.named_modules())
+    if layers is None:
+        layers = [n for n, m in mods.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for n in layers:
+        _module(model, n)
+    dev = next(model.parameters()).device
+    shapes, handles = {}, []
+    for n in layers:
+        handles.append(mods[n].register_forward_hook(lambda _m, _i, o, n=n: shapes.__setitem__(n, o.shape[1])))
+    was = model.training
+    model.eval()
+    try:
+        out = model(example[None].to(dev))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return {None: out.shape[1], **{n: shapes[n] for n in layers}}
 
 
 # ------------------------------------------------------------------ regularisers

@@ -232,3 +232,86 @@ def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int 
     box = w.VBox([w.HBox([kw, ns]), w.HBox([meter, readout]), out])
     box.kernel_width, box.samples, box.meter = kw, ns, meter
     return box
+
+
+# ------------------------------------------------------------------ 01 activation maximization
+def featurevis_panel(model, data: torch.Tensor, settings: dict, steps: int = 60, k: int = 5,
+                     class_names=None):
+    """Unit picker + regulariser sliders → the optimised input, its ascent curves, and the k
+    dataset images that excite the same unit most (``featurevis.activation_maximization`` and
+    ``featurevis.top_activating_examples``).
+
+    data: images (N, C, H, W) for the dataset-examples view; settings: keyword arguments for
+    ``activation_maximization`` (e.g. ``featurevis.course_settings("shapes")``); steps: the
+    initial number of ascent steps (keep a run under ~2 s). Re-runs when a control changes.
+    """
+    from . import featurevis as fv
+    from .viz import to_numpy_image
+
+    sizes = fv.layer_sizes(model, data[0])
+    layer = w.Dropdown(options=[("class logit", None)] + [(n, n) for n in sizes if n is not None],
+                       value=None, description="unit")
+    unit = w.IntSlider(value=0, min=0, max=sizes[None] - 1, description="class/channel", continuous_update=False)
+    reduce = w.ToggleButtons(options=["mean", "sum"], value="mean", description="reduce")
+    squared = w.Checkbox(value=False, description="squared")
+    tv = w.FloatLogSlider(value=max(settings.get("tv_weight", 0.0), 1e-4), base=10, min=-4, max=0.5, step=0.25,
+                          description="TV weight", continuous_update=False)
+    tv_on = w.Checkbox(value=settings.get("tv_weight", 0.0) > 0, description="use TV")
+    n_steps = w.IntSlider(value=steps, min=10, max=400, step=10, description="steps", continuous_update=False)
+    jitter = w.IntSlider(value=0, min=0, max=4, description="jitter (px)", continuous_update=False)
+    blur = w.IntSlider(value=0, min=0, max=20, description="blur every", continuous_update=False)
+    sigma = w.FloatSlider(value=0.5, min=0.2, max=2.0, step=0.1, description="blur σ", continuous_update=False)
+    out = w.Output()
+
+    def objective():
+        if layer.value is None:
+            return fv.class_logit(unit.value, squared=squared.value)
+        return fv.channel(layer.value, unit.value, reduce=reduce.value, squared=squared.value)
+
+    def on_layer(change):
+        unit.max = sizes[change["new"]] - 1
+        unit.value = min(unit.value, unit.max)
+
+    def redraw(*_):
+        obj = objective()
+        kw = {**settings, "steps": n_steps.value, "tv_weight": tv.value if tv_on.value else 0.0,
+              "jitter": jitter.value, "blur_every": blur.value, "blur_sigma": sigma.value,
+              "device": current_device()}
+        res = fv.activation_maximization(model, obj, tuple(data.shape[1:]), **kw)
+        idx, vals = fv.top_activating_examples(model, obj, data, k=k, device=current_device())
+        name = obj.label() if obj.layer is not None or class_names is None else \
+            f"class {class_names[obj.channel]}" + (" (squared)" if obj.squared else "")
+        with out:
+            out.clear_output(wait=True)
+            fig = plt.figure(figsize=(2.3 * (k + 2), 2.6))
+            gs = fig.add_gridspec(1, k + 2)
+            ax = fig.add_subplot(gs[0, 0])
+            ax.imshow(to_numpy_image(res.x[0].clamp(0, 1)), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"optimised\n{res.final_objective[0]:.2f}", fontsize=9)
+            ax.axis("off")
+            axh = fig.add_subplot(gs[0, 1])
+            axh.plot(res.history["objective"][:, 0], label="objective")
+            axh.set_xlabel("step")
+            axt = axh.twinx()
+            axt.plot(res.history["tv"][:, 0], color="tab:orange", label="TV")
+            axh.set_title("ascent (blue) / TV (orange)", fontsize=9)
+            for i in range(k):
+                a = fig.add_subplot(gs[0, 2 + i])
+                a.imshow(to_numpy_image(data[idx[i]]), cmap="gray", vmin=0, vmax=1)
+                a.set_title(f"data #{idx[i].item()}\n{vals[i]:.2f}", fontsize=9)
+                a.axis("off")
+            fig.suptitle(f"unit: {name} — optimised input vs top-{k} dataset examples", fontsize=10)
+            fig.tight_layout()
+            plt.show()
+        return res
+
+    layer.observe(on_layer, names="value")
+    for c in (layer, unit, reduce, squared, tv, tv_on, n_steps, jitter, blur, sigma):
+        c.observe(redraw, names="value")
+    redraw()
+    box = w.VBox([w.HBox([layer, unit]), w.HBox([reduce, squared]), w.HBox([tv_on, tv, n_steps]),
+                  w.HBox([jitter, blur, sigma]), out])
+    box.controls = dict(layer=layer, unit=unit, reduce=reduce, squared=squared, tv=tv, tv_on=tv_on,
+                        steps=n_steps, jitter=jitter, blur=blur, sigma=sigma)
+    box.redraw = redraw
+    return box
