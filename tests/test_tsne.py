@@ -42,7 +42,9 @@ def test_squared_distances_match_sklearn(digits300):
 def test_binary_search_hits_perplexity(digits300, perp):
     X, _ = digits300
     D = squared_distances(torch.tensor(X))
+    D0 = D.clone()
     P, beta = conditional_probabilities(D, perp, tol=1e-5, return_beta=True)
+    assert torch.equal(D, D0)                      # the input is not modified
     assert torch.allclose(P.sum(1), torch.ones(len(P), dtype=P.dtype), atol=1e-12)
     assert torch.all(torch.diagonal(P) == 0)
     H = entropy_nats(P)

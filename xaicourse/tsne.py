@@ -30,6 +30,7 @@ to the approximate Barnes–Hut / FFT methods (scikit-learn, openTSNE).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 
@@ -162,7 +163,7 @@ def conditional_probabilities(D, perplexity: float = 30.0, tol: float = 1e-5, ma
     step = max(1, _ROW_BLOCK_ELEMENTS // n)
     for s in range(0, n, step):  # row blocks bound the memory of the float64 work arrays
         e = min(n, s + step)
-        P, b = _search_block(D[s:e].to(wide), torch.arange(s, e, device=D.device), math.log(perplexity),
+        P, b = _search_block(D[s:e].to(wide, copy=True), torch.arange(s, e, device=D.device), math.log(perplexity),
                              float(tol), int(max_steps))
         out[s:e], betas[s:e] = P.to(out.dtype), b
     return (out, betas) if return_beta else out
@@ -353,6 +354,23 @@ def _joint_from_data(Xw: torch.Tensor, perplexity: float, tol: float):
     return P, betas
 
 
+SMALL_N = 1000
+"""Below this many points ``TSNE`` runs on one CPU thread (faster for small matrices)."""
+
+
+@contextlib.contextmanager
+def _torch_threads(k: int | None):
+    """Temporarily limit torch's intra-op CPU threads to ``k`` (None: leave as is)."""
+    old = torch.get_num_threads()
+    if k is not None and k < old:
+        torch.set_num_threads(k)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
 # ----------------------------------------------------------------------------- estimator
 class TSNE:
     """Exact t-SNE with a scikit-learn-style interface, written in torch.
@@ -465,6 +483,12 @@ class TSNE:
 
         X = self._validate(X)
         dev = current_device() if self.device is None else get_device(self.device)
+        # Below ~1000 points each operation is so small that thread synchronisation costs
+        # more than it saves (on a busy machine, by an order of magnitude): use one thread.
+        with _torch_threads(1 if (X.shape[0] < SMALL_N and dev.type == "cpu") else None):
+            return self._fit(X, dev)
+
+    def _fit(self, X: torch.Tensor, dev: torch.device) -> np.ndarray:
         n = X.shape[0]
         wide = _wide_dtype(dev)
         Xw = X.to(dev, wide)
