@@ -178,7 +178,7 @@ def main():
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}\n")
     parity()
     surrogate_parity()
-    lime_end_to_end(1 if a.quick else a.repeats, (10, 50) if a.quick else (10, 25, 50, 100, 250, 1000))
+    lime_end_to_end(1 if a.quick else a.repeats, (10, 64) if a.quick else (10, 25, 64, 100, 250, 1000))
     stability((50, 200) if a.quick else (100, 300, 1000), 3 if a.quick else 10)
 
 

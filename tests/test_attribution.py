@@ -273,3 +273,24 @@ def test_errors(shapes_cnn):
         L.segment_image(x[0], "watershed")
     with pytest.raises(ValueError, match="mode"):
         A.lime_explain(model, x, 0, mode="text")
+
+
+def test_attribute_dispatcher_and_lime_panel(shapes_cnn):
+    from xaicourse import widgets
+
+    model, split = shapes_cnn
+    x, t = split.X_test[:2], split.y_test[:2]
+    opts = {"smoothgrad": dict(n_samples=3), "occlusion": dict(window=8, stride=8),
+            "lime": dict(num_samples=40, segmentation="grid", cell=8)}
+    for m in A.METHODS:
+        out = A.attribute(m, model, x, t, **opts.get(m, {}))
+        assert out.shape == x.shape, m
+    assert torch.equal(A.attribute("grad_cam", model, x, t, layer="conv3"), A.grad_cam(model, "conv3", x, t))
+    with pytest.raises(ValueError, match="method"):
+        A.attribute("deeplift", model, x, t)
+    seg = L.segment_image(x[0], "grid", cell=8)
+    panel = widgets.lime_panel(model, x[0], int(t[0]), segments=seg, n_seeds=3, output="logit")
+    panel.samples.value = 60
+    expect, _ = L.lime_stability(model, x[0], int(t[0]), seeds=range(3), k=5, num_samples=60,
+                                 kernel_width=panel.kernel_width.value, segments=seg, output="logit")
+    assert panel.meter.value == pytest.approx(expect)
