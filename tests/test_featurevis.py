@@ -375,3 +375,25 @@ def test_pretrained_fails_clearly_offline(source, monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match=f"could not load pretrained weights for {source} model 'resnet18'.*"
                                            r"course_model\('digits'\|'shapes'\)"):
         fv.load_pretrained("resnet18", source=source, allow_download=True)
+
+
+# ------------------------------------------------------------------ the lecture's widget
+def test_featurevis_panel_runs_the_tested_functions(shapes):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from xaicourse import widgets
+
+    model, split = shapes
+    st = fv.course_settings("shapes")
+    box = widgets.featurevis_panel(model, split.X_test[:50], st, steps=20, k=3)
+    c = box.controls
+    c["layer"].value = "conv2"
+    assert c["unit"].max == 31                      # conv2 has 32 channels
+    c["unit"].value = 5
+    c["jitter"].value = 1
+    res = box.redraw()
+    direct = fv.activation_maximization(model, fv.channel("conv2", 5), (3, 32, 32),
+                                        **{**st, "steps": 20, "jitter": 1, "blur_every": 0, "blur_sigma": 0.5})
+    assert torch.equal(res.x, direct.x)
+    assert res.objectives[0] == fv.channel("conv2", 5)
