@@ -265,6 +265,7 @@ def test_nonfinite_input(bad):
     (dict(init="spectral"), "init"),
     (dict(init=np.zeros((19, 2))), "init must have shape"),
     (dict(perplexity=0.5), "perplexity"),
+    (dict(n_threads=0), "n_threads"),
 ])
 def test_bad_parameters(kwargs, match):
     X = np.random.rand(20, 3)
@@ -313,3 +314,13 @@ def test_tsne_panel_shows_what_tsne_computes(digits300):
     assert box.state["kl"] == pytest.approx(dict(ref5.kl_history_)[20], rel=1e-6)
     assert trustworthiness(X, ref5.snapshots_[0][1], n_neighbors=10) == pytest.approx(
         box.state["trustworthiness"])
+
+
+def test_thread_setting_is_restored(digits300):
+    X, _ = digits300
+    before = torch.get_num_threads()
+    TSNE(perplexity=5, n_iter=5).fit(X[:50])                 # small N: runs on one thread
+    assert torch.get_num_threads() == before
+    a = TSNE(perplexity=5, n_iter=30, n_threads=1).fit_transform(X[:50])
+    b = TSNE(perplexity=5, n_iter=30).fit_transform(X[:50])
+    assert torch.get_num_threads() == before and np.array_equal(a, b)

@@ -320,7 +320,7 @@ def _exact_kl(P: torch.Tensor, Y: torch.Tensor) -> float:
     Y = Y.detach().cpu().double()
     n = len(Y)
     sq = (Y * Y).sum(1)
-    step = max(1, _ROW_BLOCK_ELEMENTS // n)
+    step = max(1, _ROW_BLOCK_ELEMENTS // (4 * n))  # several float64 temporaries per block
     Z, cross = 0.0, 0.0  # Σ w,  Σ p (log p − log w)
     for s in range(0, n, step):
         e = min(n, s + step)
@@ -360,9 +360,9 @@ SMALL_N = 1000
 
 @contextlib.contextmanager
 def _torch_threads(k: int | None):
-    """Temporarily limit torch's intra-op CPU threads to ``k`` (None: leave as is)."""
+    """Temporarily set torch's intra-op CPU threads to ``k`` (None: leave as is)."""
     old = torch.get_num_threads()
-    if k is not None and k < old:
+    if k is not None and k != old:
         torch.set_num_threads(k)
     try:
         yield
@@ -385,6 +385,8 @@ class TSNE:
     every step, costs one extra log pass per step). ``snapshot_every``: keep a copy of the
     map every k steps in ``snapshots_`` (for animations). ``n_iter_without_progress`` and
     ``min_grad_norm`` stop early as in scikit-learn (checked after the exaggeration phase).
+    ``n_threads``: torch CPU threads during the fit (None: 1 below ``SMALL_N`` points, else
+    torch's setting; on a busy machine 1 is often faster than 2 — synchronisation stalls).
 
     After ``fit_transform(X)``: ``embedding_`` (N, d) float32 numpy, ``kl_divergence_``
     (final KL(P‖Q), float64, exact), ``n_iter_`` (steps run), ``kl_history_`` (list of
@@ -400,7 +402,7 @@ class TSNE:
                  learning_rate="auto", n_iter: int = 1000, init="pca", random_state=None, device=None,
                  verbose: bool = False, *, exaggeration_iter: int = 250, kl_every: int = 1,
                  snapshot_every: int = 0, n_iter_without_progress: int = 300, min_grad_norm: float = 1e-7,
-                 tol: float = 1e-5):
+                 tol: float = 1e-5, n_threads: int | None = None):
         self.n_components = n_components
         self.perplexity = perplexity
         self.early_exaggeration = early_exaggeration
@@ -416,6 +418,7 @@ class TSNE:
         self.n_iter_without_progress = n_iter_without_progress
         self.min_grad_norm = min_grad_norm
         self.tol = tol
+        self.n_threads = n_threads
 
     def __repr__(self):
         return (f"TSNE(n_components={self.n_components}, perplexity={self.perplexity}, "
@@ -435,6 +438,8 @@ class TSNE:
         pos_int("kl_every", self.kl_every)
         pos_int("snapshot_every", self.snapshot_every, 0)
         pos_int("n_iter_without_progress", self.n_iter_without_progress)
+        if self.n_threads is not None:
+            pos_int("n_threads", self.n_threads)
         if isinstance(self.early_exaggeration, bool) or not isinstance(self.early_exaggeration, numbers.Real) \
                 or not self.early_exaggeration >= 1:
             raise ValueError(f"early_exaggeration must be a number ≥ 1, got {self.early_exaggeration!r}")
@@ -485,7 +490,10 @@ class TSNE:
         dev = current_device() if self.device is None else get_device(self.device)
         # Below ~1000 points each operation is so small that thread synchronisation costs
         # more than it saves (on a busy machine, by an order of magnitude): use one thread.
-        with _torch_threads(1 if (X.shape[0] < SMALL_N and dev.type == "cpu") else None):
+        k = self.n_threads
+        if k is None and X.shape[0] < SMALL_N and dev.type == "cpu":
+            k = 1
+        with _torch_threads(k):
             return self._fit(X, dev)
 
     def _fit(self, X: torch.Tensor, dev: torch.device) -> np.ndarray:
