@@ -268,9 +268,11 @@ def featurevis_panel(model, data: torch.Tensor, settings: dict, steps: int = 60,
             return fv.class_logit(unit.value, squared=squared.value)
         return fv.channel(layer.value, unit.value, reduce=reduce.value, squared=squared.value)
 
-    def on_layer(change):
+    def on_layer(change):  # update the unit slider without triggering a second run
+        unit.unobserve(redraw, names="value")
         unit.max = sizes[change["new"]] - 1
         unit.value = min(unit.value, unit.max)
+        unit.observe(redraw, names="value")
 
     def redraw(*_):
         obj = objective()
