@@ -319,7 +319,7 @@ def test_tsne_panel_shows_what_tsne_computes(digits300):
 def test_thread_setting_is_restored(digits300):
     X, _ = digits300
     before = torch.get_num_threads()
-    TSNE(perplexity=5, n_iter=5).fit(X[:50])                 # small N: runs on one thread
+    TSNE(perplexity=5, n_iter=5).fit(X[:50])                 # runs on one thread by default
     assert torch.get_num_threads() == before
     a = TSNE(perplexity=5, n_iter=30, n_threads=1).fit_transform(X[:50])
     b = TSNE(perplexity=5, n_iter=30).fit_transform(X[:50])

@@ -354,10 +354,6 @@ def _joint_from_data(Xw: torch.Tensor, perplexity: float, tol: float):
     return P, betas
 
 
-SMALL_N = 1000
-"""Below this many points ``TSNE`` runs on one CPU thread (faster for small matrices)."""
-
-
 @contextlib.contextmanager
 def _torch_threads(k: int | None):
     """Temporarily set torch's intra-op CPU threads to ``k`` (None: leave as is)."""
@@ -385,8 +381,9 @@ class TSNE:
     every step, costs one extra log pass per step). ``snapshot_every``: keep a copy of the
     map every k steps in ``snapshots_`` (for animations). ``n_iter_without_progress`` and
     ``min_grad_norm`` stop early as in scikit-learn (checked after the exaggeration phase).
-    ``n_threads``: torch CPU threads during the fit (None: 1 below ``SMALL_N`` points, else
-    torch's setting; on a busy machine 1 is often faster than 2 — synchronisation stalls).
+    ``n_threads``: torch CPU threads during the fit (None: 1, which makes results identical
+    across machines and is fastest on a busy machine; more threads can be faster on an idle
+    multi-core one, with results that depend on the thread count).
 
     After ``fit_transform(X)``: ``embedding_`` (N, d) float32 numpy, ``kl_divergence_``
     (final KL(P‖Q), float64, exact), ``n_iter_`` (steps run), ``kl_history_`` (list of
@@ -488,10 +485,11 @@ class TSNE:
 
         X = self._validate(X)
         dev = current_device() if self.device is None else get_device(self.device)
-        # Below ~1000 points each operation is so small that thread synchronisation costs
-        # more than it saves (on a busy machine, by an order of magnitude): use one thread.
+        # One CPU thread by default: the result is then the same on every machine (the
+        # rounding of parallel sums depends on the thread count, and t-SNE amplifies it), and
+        # on a busy machine extra threads stall each other (we measured 3-10× slowdowns).
         k = self.n_threads
-        if k is None and X.shape[0] < SMALL_N and dev.type == "cpu":
+        if k is None and dev.type == "cpu":
             k = 1
         with _torch_threads(k):
             return self._fit(X, dev)
