@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def check_inputs(inputs: torch.Tensor, min_dim: int = 2) -> torch.Tensor:
@@ -32,3 +33,25 @@ def target_index(target, n: int, n_outputs: int) -> torch.Tensor:
 def select(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """outputs[i, target[i]] for each i."""
     return outputs.gather(1, target.to(outputs.device)[:, None])[:, 0]
+
+
+_CONV = {nn.Conv1d: 3, nn.Conv2d: 4, nn.Conv3d: 5}
+
+
+def check_batched(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """``check_inputs`` plus: if the model's first layer is a convolution, ``inputs`` must
+    have its batched rank ((N, C, H, W) for Conv2d) — torch would otherwise silently treat
+    one (C, H, W) image as an unbatched call."""
+    check_inputs(inputs)
+    if isinstance(model, nn.Module):
+        for m in model.modules():
+            for cls, rank in _CONV.items():
+                if isinstance(m, cls):
+                    if inputs.dim() != rank:
+                        raise ValueError(
+                            f"inputs must be batched with {rank} dims (N, C, ...) for this model's "
+                            f"{cls.__name__}, got shape {tuple(inputs.shape)}; add a batch dim with inputs[None]")
+                    return inputs
+            if isinstance(m, nn.Linear):
+                break
+    return inputs

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_batched
+from ._utils import check_batched
 from ._utils import check_inputs, select, target_index
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._checks import check_batched
+from ._utils import check_batched
 from ._utils import target_index
 
 

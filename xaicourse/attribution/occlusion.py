@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ._checks import check_batched
+from ._utils import check_batched
 from ._utils import select, target_index
 
 

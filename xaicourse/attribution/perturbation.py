@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._utils import check_inputs, select, target_index
+from ._utils import check_batched, select, target_index
 
 
 @torch.no_grad()
@@ -16,7 +16,7 @@ def perturbation_scores(model, inputs: torch.Tensor, target, delta: float = 1.0,
     all channels at once (the score is written to every feature of the patch).
     As δ → 0, −R_i/δ tends to ∂f/∂x_i; for a linear model R_i = −δ w_i exactly.
     """
-    check_inputs(inputs)
+    check_batched(model, inputs)
     if delta == 0:
         raise ValueError("delta must be non-zero")
     if int(patch) < 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_batched
+from ._utils import check_batched
 from ._utils import select, target_index
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_batched
+from ._utils import check_batched
 from .input_x_gradient import input_x_gradient
 from .saliency import gradient
 from .squared_gradient import squared_gradient
