@@ -105,6 +105,20 @@ class Objective:
         return f"{where}[{self.channel}]{pos}{sq}{red}"
 
 
+
+def _eval_on(model: nn.Module, dev: torch.device):
+    """Put ``model`` in eval mode on ``dev``; return a function that restores mode and device."""
+    was_training = model.training
+    first = next(model.parameters(), None)
+    old_dev = first.device if first is not None else None
+    model.eval().to(dev)
+
+    def restore():
+        model.train(was_training)
+        if old_dev is not None:
+            model.to(old_dev)
+    return restore
+
 def class_logit(k: int, squared: bool = False) -> Objective:
     """The logit of class ``k`` (the model's output, column k)."""
     return Objective(None, k, squared=squared)
@@ -468,11 +482,7 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
         raise ValueError(f"blur_sigma must be positive, got {blur_sigma}")
 
     dev = get_device(device)
-    was_training = model.training
-    model.eval()
-    first = next(model.parameters(), None)
-    old_dev = first.device if first is not None else None
-    model.to(dev)
+    restore = _eval_on(model, dev)
     gen = torch.Generator().manual_seed(int(seed))
     x = center + init_std * torch.randn(shape, generator=gen)
     x = project_lp(x, radius, p, center, box).to(dev)
@@ -507,9 +517,7 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
             final_tv = total_variation(x, tv_kind).cpu()
     finally:
         threads.__exit__()
-        model.train(was_training)
-        if old_dev is not None:
-            model.to(old_dev)
+        restore()
     settings = dict(steps=steps, lr=lr, p=p, radius=radius, center=center, clamp=box, tv_weight=tv_weight,
                     tv_kind=tv_kind, l2_weight=l2_weight, jitter=jitter, blur_every=blur_every,
                     blur_sigma=blur_sigma, init_std=init_std, seed=seed)
@@ -547,18 +555,12 @@ def top_activating_examples(model: nn.Module, objective, dataset, k: int = 8, ba
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(X):
         raise ValueError(f"k must be an int in [1, {len(X)}] (the dataset size), got {k!r}")
     dev = get_device(device)
-    was_training = model.training
-    model.eval()
-    first = next(model.parameters(), None)
-    old_dev = first.device if first is not None else None
-    model.to(dev)
+    restore = _eval_on(model, dev)
     try:
         vals = torch.cat([evaluate_objective(model, objs, X[i:i + batch_size].to(dev)).cpu()
                           for i in range(0, len(X), batch_size)])
     finally:
-        model.train(was_training)
-        if old_dev is not None:
-            model.to(old_dev)
+        restore()
     order = torch.sort(vals, descending=True, stable=True).indices[:k]
     return order, vals[order]
 
