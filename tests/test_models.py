@@ -97,3 +97,16 @@ def test_model_shapes_and_features():
     assert cnn(x).shape == (2, 4) and cnn.features(x).shape == (2, 64)
     assert torch.allclose(cnn.head(cnn.features(x)), cnn(x))
     assert models.SmallCNN(1, 10)(torch.rand(5, 1, 8, 8)).shape == (5, 10)
+
+
+def test_fine_tuning_keeps_weights_and_has_its_own_cache_key(tmp_cache):
+    s = data.load_digits_tensors()
+    X, y = s.X_train[:200], s.y_train[:200]
+    base = models.train(models.LogisticRegression(64, 10), X, y, epochs=3, lr=0.05, progress=False).model
+    w0 = base.linear.weight.detach().clone()
+    # zero learning-rate-like check: one epoch of fine-tuning starts from w0, not from a fresh init
+    ft = models.train(base, X, y, epochs=1, lr=1e-6, reinit=False, progress=False)
+    assert not ft.from_cache
+    assert torch.allclose(ft.model.linear.weight, w0, atol=1e-4)
+    fresh = models.train(models.LogisticRegression(64, 10), X, y, epochs=1, lr=1e-6, progress=False)
+    assert not torch.allclose(fresh.model.linear.weight, w0, atol=1e-2)

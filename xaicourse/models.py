@@ -175,11 +175,11 @@ def _load_verified(path: Path):
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, lr: float = 1e-2,
           batch_size: int = 64, optimizer: str = "adam", weight_decay: float = 0.0,
           lr_decay: float = 1.0, seed: int = 0, checkpoint_every: int = 0, device=None,
-          cache: bool = True, progress: bool = True, tag: str = "") -> TrainResult:
+          cache: bool = True, progress: bool = True, tag: str = "", reinit: bool = True) -> TrainResult:
     """Train ``model`` with cross-entropy on (X, y), deterministically under ``seed``.
 
     The model's initial weights are re-drawn from ``seed`` so the same call gives the
-    same numbers. ``optimizer`` is "adam" or "sgd" (momentum 0.9); the learning rate is
+    same numbers; ``reinit=False`` keeps the current weights instead (fine-tuning). ``optimizer`` is "adam" or "sgd" (momentum 0.9); the learning rate is
     multiplied by ``lr_decay`` after each epoch. ``checkpoint_every=k`` keeps a copy of
     the state dict and the current learning rate every k epochs (TracIn needs them).
     Returns ``TrainResult(model, history, checkpoints)``; ``history`` holds the mean
@@ -203,7 +203,9 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 1
     config = dict(arch=type(model).__name__, repr=repr(model), cfg=getattr(model, "config", None),
                   X=_tensor_digest(X), y=_tensor_digest(y), epochs=epochs, lr=lr, batch_size=batch_size,
                   optimizer=optimizer, weight_decay=weight_decay, lr_decay=lr_decay, seed=seed,
-                  checkpoint_every=checkpoint_every, tag=tag)
+                  checkpoint_every=checkpoint_every, tag=tag,
+                  start=None if reinit else _tensor_digest(torch.cat([p.detach().flatten().cpu()
+                                                                      for p in model.parameters()])))
     key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
     path = cache_dir() / f"{config['arch']}-{key}.pt"
     if cache:
@@ -214,9 +216,10 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 1
             return TrainResult(model, blob["history"], blob["checkpoints"], from_cache=True)
 
     set_seed(seed)
-    for m in model.modules():  # fresh, seeded initial weights
-        if hasattr(m, "reset_parameters") and m is not model:
-            m.reset_parameters()
+    if reinit:
+        for m in model.modules():  # fresh, seeded initial weights
+            if hasattr(m, "reset_parameters") and m is not model:
+                m.reset_parameters()
     model.to(dev).train()
     params = model.parameters()
     opt = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay) if optimizer == "adam"

@@ -113,7 +113,9 @@ def embedding_scatter(Y, labels=None, images=None, n_thumbs: int = 40, zoom: flo
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
     lab = None if labels is None else np.asarray(labels)
-    sc = ax.scatter(Y[:, 0], Y[:, 1], c=lab, cmap="tab10", s=6)
+    # fix the colour range so label k always gets tab10's k-th colour, whatever labels are present
+    rng_kw = dict(vmin=0, vmax=9) if lab is not None and lab.min() >= 0 and lab.max() <= 9 else {}
+    sc = ax.scatter(Y[:, 0], Y[:, 1], c=lab, cmap="tab10", s=6, **rng_kw)
     if lab is not None:
         ax.legend(*sc.legend_elements(), fontsize=7, loc="best", markerscale=0.8)
     if images is not None:
