@@ -58,13 +58,16 @@ class RunResult:
     nb: object = None
 
 
-def execute_notebook(path: Path, quick: bool = False, timeout: int = 900, kernel: str = "python3",
+def execute_notebook(path: Path, quick: bool = False, timeout: int | None = None, kernel: str = "python3",
                      threads: int | None = None) -> RunResult:
     """Run a notebook top to bottom in its own folder; on failure report the failing cell.
 
     The kernel gets ``XAICOURSE_QUICK=1`` when ``quick``, and ``threads`` caps torch/BLAS
-    threads (used when several notebooks run at once).
+    threads (used when several notebooks run at once). ``timeout`` is per cell (default
+    300 s in quick mode, 1800 s otherwise), so a stuck cell fails instead of stalling.
     """
+    if timeout is None:
+        timeout = 300 if quick else 1800
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
