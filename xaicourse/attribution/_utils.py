@@ -55,3 +55,18 @@ def check_batched(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
             if isinstance(m, nn.Linear):
                 break
     return inputs
+
+
+def mask_scores(model, x: torch.Tensor, f0: torch.Tensor, target: torch.Tensor, masks: torch.Tensor,
+                perturb, batch_size: int) -> torch.Tensor:
+    """f0 − f_target(perturb(x, m)) for every mask m in ``masks`` (K, *x.shape), in chunks.
+
+    The shared loop of the perturbation-style methods (perturbation scores, occlusion):
+    ``perturb(x[None], m)`` builds a chunk of perturbed inputs from a chunk of masks.
+    Returns a (K,) tensor of output drops.
+    """
+    out = []
+    for s in range(0, len(masks), batch_size):
+        m = masks[s:s + batch_size]
+        out.append(f0 - select(model(perturb(x[None], m)), target.expand(len(m))))
+    return torch.cat(out)

@@ -15,8 +15,7 @@ import math
 
 import torch
 
-from ._utils import check_batched
-from ._utils import select, target_index
+from ._utils import check_batched, mask_scores, select, target_index
 
 
 def _as_tuple(v, shape, name, fill_first=None):
@@ -76,12 +75,7 @@ def occlusion(model, inputs: torch.Tensor, target, window=3, stride=1, baseline:
     f0 = select(base_out, t)
     out = torch.zeros_like(inputs)
     for n in range(len(inputs)):
-        x = inputs[n]
-        total = torch.zeros_like(x)
-        for s in range(0, len(mf), batch_size):
-            m = mf[s:s + batch_size]
-            xo = x[None] * (1 - m) + baseline * m
-            d = f0[n] - select(model(xo), t[n].expand(len(m)))
-            total += (d.reshape(-1, *([1] * len(shape))) * m).sum(0)
-        out[n] = total / counts
+        d = mask_scores(model, inputs[n], f0[n], t[n], mf,
+                        lambda xb, m: xb * (1 - m) + baseline * m, batch_size)
+        out[n] = (d.reshape(-1, *([1] * len(shape))) * mf).sum(0) / counts
     return out

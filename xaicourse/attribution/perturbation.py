@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._utils import check_batched, select, target_index
+from ._utils import check_batched, mask_scores, select, target_index
 
 
 @torch.no_grad()
@@ -36,11 +36,6 @@ def perturbation_scores(model, inputs: torch.Tensor, target, delta: float = 1.0,
         else:
             d = x.numel()
             masks = torch.eye(d, dtype=x.dtype, device=x.device).reshape(d, *x.shape)
-        scores = []
-        for s in range(0, len(masks), batch_size):
-            m = masks[s:s + batch_size]
-            fx = select(model(x[None] + delta * m), t[n].expand(len(m)))
-            scores.append(f0[n] - fx)
-        scores = torch.cat(scores)
+        scores = mask_scores(model, x, f0[n], t[n], masks, lambda xb, m: xb + delta * m, batch_size)
         out[n] = (scores[:, None] * masks.reshape(len(masks), -1)).sum(0).reshape(x.shape)
     return out
