@@ -61,7 +61,7 @@ def parity():
         r("guided_backprop", {})[ds] = d(A.guided_backprop(model, x, t), GuidedBackprop(model).attribute(x, target=t))
         lg = LayerGradCam(model, model.relu3).attribute(x, target=t, relu_attributions=True)
         ref = LayerAttribution.interpolate(lg, tuple(x.shape[2:]), interpolate_mode="bilinear").expand_as(x)
-        r("grad_cam (relu3, bilinear)", {})[ds] = d(A.grad_cam(model, model.relu3, x, t), ref)
+        r("grad_cam (relu3, bilinear)", {})[ds] = d(A.grad_cam(model, x, t, layer=model.relu3), ref)
         xs, ts = x[:4], t[:4]
         ref = Occlusion(model).attribute(xs, sliding_window_shapes=(xs.shape[1], 3, 3), strides=(1, 2, 2),
                                          baselines=0.0, target=ts, perturbations_per_eval=64)

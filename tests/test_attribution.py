@@ -73,11 +73,11 @@ def test_grad_cam_matches_layer_grad_cam(cnn, layer, mode):
     model, x, t = cnn
     lg = captum_attr.LayerGradCam(model, getattr(model, layer)).attribute(x, target=t, relu_attributions=True)
     ref = captum_attr.LayerAttribution.interpolate(lg, tuple(x.shape[2:]), interpolate_mode=mode)
-    ours = A.grad_cam(model, layer, x, t, interpolate_mode=mode)
+    ours = A.grad_cam(model, x, t, layer=layer, interpolate_mode=mode)
     assert ours.shape == x.shape
     assert maxdiff(ours, ref.expand_as(x)) <= TOL
     assert ours.min() >= 0
-    raw = A.grad_cam(model, getattr(model, layer), x, t, relu=False, upsample=False)
+    raw = A.grad_cam(model, x, t, layer=getattr(model, layer), relu=False, upsample=False)
     lg_raw = captum_attr.LayerGradCam(model, getattr(model, layer)).attribute(x, target=t)
     assert maxdiff(raw, lg_raw) <= TOL
 
@@ -248,11 +248,11 @@ def test_errors(shapes_cnn):
         with pytest.raises(ValueError, match="batched"):
             fn(model, x[0], 0)
     with pytest.raises(ValueError, match="batched"):
-        A.grad_cam(model, "conv3", x[0], 0)
+        A.grad_cam(model, x[0], 0, layer="conv3")
     with pytest.raises(ValueError, match="not in the model"):
-        A.grad_cam(model, "conv9", x, 0)
+        A.grad_cam(model, x, 0, layer="conv9")
     with pytest.raises(ValueError, match="not a submodule"):
-        A.grad_cam(model, nn.Conv2d(3, 3, 3), x, 0)
+        A.grad_cam(model, x, 0, layer=nn.Conv2d(3, 3, 3))
     with pytest.raises(ValueError, match="num_samples"):
         A.lime_explain(model, x, 0, num_samples=1)
     with pytest.raises(ValueError, match="kernel_width"):
@@ -285,7 +285,7 @@ def test_attribute_dispatcher_and_lime_panel(shapes_cnn):
     for m in A.METHODS:
         out = A.attribute(m, model, x, t, **opts.get(m, {}))
         assert out.shape == x.shape, m
-    assert torch.equal(A.attribute("grad_cam", model, x, t, layer="conv3"), A.grad_cam(model, "conv3", x, t))
+    assert torch.equal(A.attribute("grad_cam", model, x, t, layer="conv3"), A.grad_cam(model, x, t, layer="conv3"))
     with pytest.raises(ValueError, match="method"):
         A.attribute("deeplift", model, x, t)
     seg = L.segment_image(x[0], "grid", cell=8)

@@ -1,40 +1,60 @@
-"""Attribution methods with captum's calling convention.
+"""Feature attribution: which parts of the input made the model say ``target``?
 
-Every function is ``f(model, inputs, target, **options) -> Tensor shaped like inputs``:
-``inputs`` is batched (N, ...), ``target`` an int or one int per sample.
-(``grad_cam`` takes the layer second: ``grad_cam(model, layer, inputs, target)``.)
+One signature for every method — ``f(model, inputs, target, **options)`` → a tensor shaped like
+``inputs`` — captum's convention: ``inputs`` is a batch (N, ...), ``target`` an int or one int per
+sample. Layer methods take ``layer=`` as a keyword (a module of the model or its dotted name).
+Every method explains the model in eval mode and leaves it exactly as it found it.
+
+``METHODS`` is the registry (name → function) and ``attribute(name, ...)`` looks a method up:
+adding a method is one function in its family module plus one entry here.
+
+Families (modules): ``gradients`` (gradient, saliency, squared gradient, input × gradient,
+SmoothGrad, guided backprop), ``cam`` (Grad-CAM), ``perturbation`` (perturbation scores,
+occlusion), ``lime`` (LIME from scratch).
 """
-from .grad_cam import grad_cam
-from .guided_backprop import guided_backprop
-from .input_x_gradient import input_x_gradient
+from __future__ import annotations
+
+import inspect
+
+from .cam import grad_cam
+from .gradients import gradient, guided_backprop, input_x_gradient, saliency, smoothgrad, squared_gradient
 from .lime import LimeExplanation, lime_attribution, lime_explain, lime_stability
-from .occlusion import occlusion
-from .perturbation import perturbation_scores
-from .saliency import gradient, saliency
-from .smoothgrad import smoothgrad
-from .squared_gradient import squared_gradient
+from .perturbation import occlusion, perturbation_scores
 
-METHODS = ("gradient", "saliency", "squared_gradient", "input_x_gradient", "smoothgrad",
-           "guided_backprop", "grad_cam", "occlusion", "lime")
+METHODS = {
+    "gradient": gradient,
+    "saliency": saliency,
+    "squared_gradient": squared_gradient,
+    "input_x_gradient": input_x_gradient,
+    "smoothgrad": smoothgrad,
+    "guided_backprop": guided_backprop,
+    "grad_cam": grad_cam,
+    "occlusion": occlusion,
+    "lime": lime_attribution,
+}
+"""name → attribution function; every entry is ``f(model, inputs, target, **options)``."""
 
 
-def attribute(method: str, model, inputs, target, layer="relu3", **options):
-    """Run one lecture-03 method by name (for pickers and loops): ``method`` in ``METHODS``.
+def attribute(method: str, model, inputs, target, **options):
+    """Run the attribution method called ``method`` (a key of ``METHODS``) — for pickers and loops.
 
-    ``layer`` is used by "grad_cam" only; ``options`` go to the method (e.g. sigma,
-    n_samples for "smoothgrad"; window, stride for "occlusion"; num_samples, kernel_width
-    for "lime").
+    ``options`` go to the method, e.g. ``layer=`` for "grad_cam", ``sigma``/``n_samples`` for
+    "smoothgrad", ``window``/``stride`` for "occlusion", ``num_samples``/``kernel_width`` for "lime".
+    An option the method does not take raises a TypeError listing the ones it does.
     """
-    fns = {"gradient": gradient, "saliency": saliency, "squared_gradient": squared_gradient,
-           "input_x_gradient": input_x_gradient, "smoothgrad": smoothgrad,
-           "guided_backprop": guided_backprop, "occlusion": occlusion, "lime": lime_attribution}
-    if method == "grad_cam":
-        return grad_cam(model, layer, inputs, target, **options)
-    if method not in fns:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return fns[method](model, inputs, target, **options)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
+    fn = METHODS[method]
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        allowed = [n for n, p in list(params.items())[3:]]
+        unknown = [k for k in options if k not in allowed]
+        if unknown:
+            raise TypeError(f"method {method!r} takes no option {', '.join(map(repr, unknown))}; "
+                            f"its options: {', '.join(allowed) or 'none'}")
+    return fn(model, inputs, target, **options)
 
 
-__all__ = ["attribute", "METHODS", "perturbation_scores", "gradient", "saliency", "squared_gradient", "input_x_gradient",
-           "smoothgrad", "guided_backprop", "grad_cam", "occlusion", "lime_explain",
+__all__ = ["attribute", "METHODS", "perturbation_scores", "gradient", "saliency", "squared_gradient",
+           "input_x_gradient", "smoothgrad", "guided_backprop", "grad_cam", "occlusion", "lime_explain",
            "lime_attribution", "lime_stability", "LimeExplanation"]

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._utils import check_batched
-from ._utils import target_index
+from .._torch import check_inputs, eval_on, scores, target_index
+from .._validate import check_choice, check_int, check_real
 
 
 # ----------------------------------------------------------------- interpretable features
@@ -93,10 +93,10 @@ def sample_masks(num_samples: int, n_features: int, seed: int = 0) -> np.ndarray
     Drawn as ``np.random.RandomState(seed).randint(0, 2, num_samples·n_features)``, the
     same stream the ``lime`` package uses, so equal seeds give equal samples.
     """
-    if int(num_samples) < 2:
-        raise ValueError(f"num_samples must be ≥ 2, got {num_samples}")
+    num_samples = check_int("num_samples", num_samples, min=2)
+    n_features = check_int("n_features", n_features, min=1)
     rs = np.random.RandomState(seed)
-    z = rs.randint(0, 2, int(num_samples) * int(n_features)).reshape(int(num_samples), int(n_features))
+    z = rs.randint(0, 2, num_samples * n_features).reshape(num_samples, n_features)
     z[0, :] = 1
     return z
 
@@ -239,7 +239,7 @@ def _chunks(n, batch_size):
     return [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
 
 
-def lime_explain(model, inputs: torch.Tensor, target, num_samples: int = 1000, kernel_width: float | None = None,
+def lime_explain(model, inputs: torch.Tensor, target, *, num_samples: int = 1000, kernel_width: float | None = None,
                  num_features: int | None = None, alpha: float = 1.0, mode: str = "image",
                  segmentation: str = "slic", n_segments: int = 50, cell: int = 4, segments=None,
                  hide="mean", distance: str | None = None, sample_scale=0.1, output: str = "prob",
@@ -257,19 +257,25 @@ def lime_explain(model, inputs: torch.Tensor, target, num_samples: int = 1000, k
     batch_size: perturbed inputs per model call (chunks that stay in cache are fastest).
     seed: sampling seed (numpy RandomState stream, as lime); segment_seed: quickshift's.
     """
-    check_batched(model, inputs)
-    if mode not in ("image", "tabular"):
-        raise ValueError(f"mode must be 'image' or 'tabular', got {mode!r}")
-    if int(num_samples) < 2:
-        raise ValueError(f"num_samples must be ≥ 2, got {num_samples}")
-    if kernel_width is not None and not kernel_width > 0:
-        raise ValueError(f"kernel_width must be > 0, got {kernel_width}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
-    if mode == "image" and inputs.dim() != 4:
-        raise ValueError(f"mode='image' needs inputs (N, C, H, W), got shape {tuple(inputs.shape)}")
+    x_all = check_inputs(model, inputs)
+    check_choice("mode", mode, ("image", "tabular"))
+    num_samples = check_int("num_samples", num_samples, min=2)
+    if kernel_width is not None:
+        kernel_width = check_real("kernel_width", kernel_width, min=0.0, min_inclusive=False)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    if mode == "image" and x_all.dim() != 4:
+        raise ValueError(f"mode='image' needs inputs (N, C, H, W), got shape {tuple(x_all.shape)}")
+    with eval_on(model):
+        return _lime_explain(model, x_all, target, num_samples, kernel_width, num_features, alpha, mode,
+                             segmentation, n_segments, cell, segments, hide, distance, sample_scale, output,
+                             batch_size, seed, segment_seed, progress)
+
+
+def _lime_explain(model, inputs, target, num_samples, kernel_width, num_features, alpha, mode, segmentation,
+                  n_segments, cell, segments, hide, distance, sample_scale, output, batch_size, seed,
+                  segment_seed, progress):
     with torch.no_grad():
-        n_out = model(inputs[:1]).shape[1]
+        n_out = scores(model, inputs[:1]).shape[1]
     t = target_index(target, len(inputs), n_out)
     from tqdm.auto import tqdm
 
@@ -323,7 +329,7 @@ def lime_attribution(model, inputs: torch.Tensor, target, **options) -> torch.Te
     coefficient (tabular mode). Options as in ``lime_explain``.
     """
     exps = lime_explain(model, inputs, target, **options)
-    return torch.stack([e.to_map(inputs.shape[1:]) for e in exps]).to(inputs.device)
+    return torch.stack([e.to_map(inputs.shape[1:]) for e in exps]).to(device=inputs.device, dtype=inputs.dtype)
 
 
 def topk_agreement(sets) -> float:
