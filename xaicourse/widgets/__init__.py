@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 
-from .device import current_device
+from ..device import current_device
 
 
 # ------------------------------------------------------------------ 00 introduction
@@ -21,8 +21,8 @@ def perturbation_panel(model, x: torch.Tensor, target: int, delta: float = 0.5):
     x: one image (C, H, W). Shows the perturbation map for the chosen δ, the gradient map,
     and, for the picked pixel, R_i/δ against −∂f/∂x_i (they agree as δ → 0).
     """
-    from .attribution import perturbation_scores
-    from .viz import seismic_heatmap, to_numpy_image
+    from ..attribution import perturbation_scores
+    from ..viz import seismic_heatmap, to_numpy_image
 
     C, H, W = x.shape
     d = w.FloatLogSlider(value=delta, base=10, min=-3, max=0.5, step=0.1, description="δ")
@@ -79,7 +79,7 @@ def tsne_panel(X, labels, perplexities=(2, 5, 10, 30, 50), perplexity=30, n_iter
     import numpy as np
     from sklearn.manifold import trustworthiness
 
-    from .tsne import TSNE
+    from ..tsne import TSNE
 
     Xn = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
     Xn = Xn.reshape(len(Xn), -1)
@@ -143,8 +143,8 @@ def attribution_panel(model, images: torch.Tensor, labels, layer: str = "relu3",
     images: (N, C, H, W); labels: the targets explained. Every redraw calls
     ``xaicourse.attribution.attribute(method, ...)`` — the tested dispatcher.
     """
-    from .attribution import METHODS, attribute
-    from .viz import seismic_heatmap, to_numpy_image
+    from ..attribution import METHODS, attribute
+    from ..viz import seismic_heatmap, to_numpy_image
 
     method = w.Dropdown(options=list(METHODS), value="gradient", description="method")
     idx = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image")
@@ -196,7 +196,7 @@ def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int 
     ``lime_options`` (e.g. output="logit") go to ``lime_explain``.
     """
     from .attribution.lime import lime_explain, lime_stability, segment_image
-    from .viz import seismic_heatmap, to_numpy_image
+    from ..viz import seismic_heatmap, to_numpy_image
 
     if segments is None:
         segments = segment_image(x, "grid", cell=2) if x.shape[-1] <= 8 else segment_image(x, "slic", n_segments=40)
@@ -245,8 +245,8 @@ def featurevis_panel(model, data: torch.Tensor, settings: dict, steps: int = 60,
     ``activation_maximization`` (e.g. ``featurevis.course_settings("shapes")``); steps: the
     initial number of ascent steps (keep a run under ~2 s). Re-runs when a control changes.
     """
-    from . import featurevis as fv
-    from .viz import to_numpy_image
+    from .. import featurevis as fv
+    from ..viz import to_numpy_image
 
     sizes = fv.layer_sizes(model, data[0])
     layer = w.Dropdown(options=[("class logit", None)] + [(n, n) for n in sizes if n is not None],
