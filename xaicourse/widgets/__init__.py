@@ -158,6 +158,8 @@ def attribution_panel(model, images: torch.Tensor, labels, layer: str = "relu3",
             return dict(sigma=sigma.value, n_samples=n.value, seed=0)
         if m == "occlusion":
             return dict(window=max(1, images.shape[-1] // 8), stride=max(1, images.shape[-1] // 16))
+        if m == "grad_cam":
+            return dict(layer=layer)
         if m == "lime":
             return dict(num_samples=300, segmentation="grid" if images.shape[-1] <= 8 else "slic",
                         cell=2, n_segments=40)
@@ -169,7 +171,7 @@ def attribution_panel(model, images: torch.Tensor, labels, layer: str = "relu3",
         i, m = idx.value, method.value
         x = images[i:i + 1].to(dev)
         t = int(labels[i])
-        a = attribute(m, model, x, t, layer=layer, **options(m))[0].cpu()
+        a = attribute(m, model, x, t, **options(m))[0].cpu()
         with out:
             out.clear_output(wait=True)
             fig, ax = plt.subplots(1, 2, figsize=(5.6, 2.9))
@@ -195,7 +197,7 @@ def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int 
     the top-k agreement across ``n_seeds`` sampling seeds (``lime_stability``).
     ``lime_options`` (e.g. output="logit") go to ``lime_explain``.
     """
-    from .attribution.lime import lime_explain, lime_stability, segment_image
+    from ..attribution.lime import lime_explain, lime_stability, segment_image
     from ..viz import seismic_heatmap, to_numpy_image
 
     if segments is None:
