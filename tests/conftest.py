@@ -13,3 +13,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture(autouse=True)
+def _restore_course_device():
+    """No test leaks a ``set_device`` choice (or the toggle's) into the next one."""
+    from xaicourse import device
+
+    saved = device._current
+    yield
+    device._current = saved

@@ -57,7 +57,7 @@ def test_toggle_sets_device_and_reports_missing_cuda(monkeypatch):
     assert current_device() == torch.device("cpu")
     box.toggle.value = "auto"
     assert seen[-1] == torch.device("cpu") and "using" in box.status.value
-    set_device("cpu")
+
 
 
 def test_set_seed_determinism_and_cudnn_flag():

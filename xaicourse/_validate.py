@@ -24,7 +24,7 @@ def check_int(name: str, value, *, min: int | None = None, max: int | None = Non
             raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     value = int(value)
     if min is not None and value < min:
-        raise ValueError(f"{name} must be ≥ {min}, got {value}")
+        raise ValueError(f"{name} must be {'positive (≥ 1)' if min == 1 else f'≥ {min}'}, got {value}")
     if max is not None and value > max:
         raise ValueError(f"{name} must be ≤ {max}, got {value}")
     return value
@@ -41,7 +41,8 @@ def check_real(name: str, value, *, min: float | None = None, max: float | None 
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}")
     if min is not None and (value < min or (value == min and not min_inclusive)):
-        raise ValueError(f"{name} must be {'≥' if min_inclusive else '>'} {min}, got {value}")
+        bound = "positive (> 0)" if min == 0 and not min_inclusive else f"{'≥' if min_inclusive else '>'} {min}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
     if max is not None and (value > max or (value == max and not max_inclusive)):
         raise ValueError(f"{name} must be {'≤' if max_inclusive else '<'} {max}, got {value}")
     return value

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ._validate import check_int, check_real
+
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 
 
@@ -45,8 +47,7 @@ def load_digits_tensors(test_size: float = 0.25, seed: int = 0) -> Split:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if not 0.0 < float(test_size) < 1.0:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size}")
+    test_size = check_real("test_size", test_size, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
     d = load_digits()
     X = (d.images / 16.0).astype(np.float32)[:, None]
     y = d.target.astype(np.int64)
@@ -126,12 +127,10 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
     flip_fraction: fraction in [0, 1] of labels replaced by a different random class;
         ``flipped`` says which, ``clean_labels`` keeps the truth.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
-    if n <= 0:
-        raise ValueError(f"n must be positive, got {n}")
-    if not isinstance(size, (int, np.integer)) or size < 16:
-        raise ValueError(f"size must be an int ≥ 16, got {size}")
+    n = check_int("n", n, min=1)
+    size = check_int("size", size, min=16)
+    seed = check_int("seed", seed)
+    noise = check_real("noise", noise, min=0.0)
     classes = tuple(classes)
     if len(classes) < 2:
         raise ValueError(f"classes must name at least two shapes, got {classes}")
@@ -140,10 +139,8 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
             raise ValueError(f"classes: unknown shape {c!r}; choose from {SHAPE_CLASSES}")
     if len(set(classes)) != len(classes):
         raise ValueError(f"classes must not repeat, got {classes}")
-    if not 0.0 <= float(watermark) <= 1.0:
-        raise ValueError(f"watermark must be a probability in [0, 1], got {watermark}")
-    if not 0.0 <= float(flip_fraction) <= 1.0:
-        raise ValueError(f"flip_fraction must be in [0, 1], got {flip_fraction}")
+    watermark = check_real("watermark", watermark, min=0.0, max=1.0)
+    flip_fraction = check_real("flip_fraction", flip_fraction, min=0.0, max=1.0)
 
     rng = np.random.default_rng(seed)
     k = len(classes)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import get_device, set_seed
+from .device import current_device, get_device
 
 
 class SmallCNN(nn.Module):
@@ -172,38 +172,72 @@ def _load_verified(path: Path):
         return None
 
 
+def _check_training_data(model: nn.Module, X, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """X, y checked against the model before anything is trained or cached."""
+    from ._torch import check_inputs, model_device
+    from ._validate import check_labels
+
+    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise TypeError(f"X and y must be torch tensors, got {type(X).__name__} and {type(y).__name__}")
+    if len(X) == 0:
+        raise ValueError("X is empty: nothing to train on")
+    if len(X) != len(y):
+        raise ValueError(f"X and y must be of equal length, got {len(X)} and {len(y)}")
+    X = check_inputs(model, X, name="X").to(X.device)
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        try:
+            n_out = model(X[:1].to(model_device(model))).shape[-1]
+        finally:
+            model.train(was)
+    y = check_labels("y", y, len(X), n_out)
+    return X, y
+
+
 def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 10, lr: float = 1e-2,
           batch_size: int = 64, optimizer: str = "adam", weight_decay: float = 0.0,
           lr_decay: float = 1.0, seed: int = 0, checkpoint_every: int = 0, device=None,
           cache: bool = True, progress: bool = True, tag: str = "", reinit: bool = True) -> TrainResult:
     """Train ``model`` with cross-entropy on (X, y), deterministically under ``seed``.
 
-    The model's initial weights are re-drawn from ``seed`` so the same call gives the
-    same numbers; ``reinit=False`` keeps the current weights instead (fine-tuning). ``optimizer`` is "adam" or "sgd" (momentum 0.9); the learning rate is
-    multiplied by ``lr_decay`` after each epoch. ``checkpoint_every=k`` keeps a copy of
-    the state dict and the current learning rate every k epochs (TracIn needs them).
-    Returns ``TrainResult(model, history, checkpoints)``; ``history`` holds the mean
-    training loss of each epoch.
+    X: (N, ...) float tensor of the model's dtype; y: (N,) int64 class labels in [0, n_outputs).
+    The model's initial weights are re-drawn from ``seed`` so the same call gives the same
+    numbers; ``reinit=False`` keeps the current weights instead (fine-tuning). ``optimizer`` is
+    "adam" or "sgd" (momentum 0.9); the learning rate is multiplied by ``lr_decay`` after each
+    epoch. ``checkpoint_every=k`` keeps a copy of the state dict and the current learning rate
+    every k epochs (TracIn needs them). ``device=None`` means ``current_device()`` (the toggle).
+    Returns ``TrainResult(model, history, checkpoints)``; ``history`` holds the mean training
+    loss of each epoch.
 
-    With ``cache=True`` the result is stored under ``cache_dir()`` keyed by a hash of
-    the architecture, data and hyper-parameters; a re-run loads it instead of training.
-    A truncated or corrupted cache file is detected (SHA-256) and the model retrained.
+    Seeding is local: training runs inside ``torch.random.fork_rng``, so the global RNG state
+    after ``train`` is the same whether the model came from the cache or was trained.
+    With ``cache=True`` the result is stored under ``cache_dir()`` keyed by a hash of the
+    architecture, data and hyper-parameters; a re-run loads it instead of training. A truncated
+    or corrupted cache file is detected (SHA-256) and the model retrained.
     """
-    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError("X and y must be torch tensors")
-    if len(X) != len(y) or len(X) == 0:
-        raise ValueError(f"X and y must be non-empty and of equal length, got {len(X)} and {len(y)}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be ≥ 1, got {epochs}")
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if optimizer not in ("adam", "sgd"):
-        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    dev = get_device(device)
+    from ._torch import check_model
+    from ._validate import check_choice, check_int, check_real
+
+    check_model(model)
+    epochs = check_int("epochs", epochs, min=1)
+    lr = check_real("lr", lr, min=0.0, min_inclusive=False)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    check_choice("optimizer", optimizer, ("adam", "sgd"))
+    weight_decay = check_real("weight_decay", weight_decay, min=0.0)
+    lr_decay = check_real("lr_decay", lr_decay, min=0.0, min_inclusive=False)
+    seed = check_int("seed", seed)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, min=0)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no trainable parameters (all have requires_grad=False): unfreeze some "
+                         "with p.requires_grad_(True) before training")
+    dev = current_device() if device is None else get_device(device)
+    X, y = _check_training_data(model, X, y)
     config = dict(arch=type(model).__name__, repr=repr(model), cfg=getattr(model, "config", None),
                   X=_tensor_digest(X), y=_tensor_digest(y), epochs=epochs, lr=lr, batch_size=batch_size,
                   optimizer=optimizer, weight_decay=weight_decay, lr_decay=lr_decay, seed=seed,
                   checkpoint_every=checkpoint_every, tag=tag,
+                  frozen=[n for n, p in model.named_parameters() if not p.requires_grad] or None,
                   start=None if reinit else _tensor_digest(torch.cat([p.detach().flatten().cpu()
                                                                       for p in model.parameters()])))
     key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -215,19 +249,32 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 1
             model.to(dev).eval()
             return TrainResult(model, blob["history"], blob["checkpoints"], from_cache=True)
 
-    set_seed(seed)
+    devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        history, checkpoints = _fit(model, X, y, dev, epochs, lr, batch_size, optimizer, weight_decay,
+                                    lr_decay, seed, checkpoint_every, progress, reinit, config["arch"])
+    if cache:
+        _save_verified({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "history": history, "checkpoints": checkpoints}, path)
+    return TrainResult(model, history, checkpoints)
+
+
+def _fit(model, X, y, dev, epochs, lr, batch_size, optimizer, weight_decay, lr_decay, seed, checkpoint_every,
+         progress, reinit, arch):
+    """The training loop of ``train`` (runs under its forked, seeded RNG)."""
     if reinit:
         for m in model.modules():  # fresh, seeded initial weights
             if hasattr(m, "reset_parameters") and m is not model:
                 m.reset_parameters()
     model.to(dev).train()
-    params = model.parameters()
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.Adam(params, lr=lr, weight_decay=weight_decay) if optimizer == "adam"
            else torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay))
     gen = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     history, checkpoints = [], []
-    bar = tqdm(range(epochs), desc=f"train {config['arch']}", disable=not progress, leave=False)
+    bar = tqdm(range(epochs), desc=f"train {arch}", disable=not progress, leave=False)
     for epoch in bar:
         perm = torch.randperm(len(X), generator=gen)
         total = 0.0
@@ -236,6 +283,10 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 1
             xb, yb = X[idx].to(dev), y[idx].to(dev)
             opt.zero_grad()
             loss = loss_fn(model(xb), yb)
+            if not torch.isfinite(loss):
+                model.eval()
+                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
+                                         f"lower lr (now {lr})")
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
@@ -247,10 +298,12 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 1
         for g in opt.param_groups:
             g["lr"] *= lr_decay
     model.eval()
-    if cache:
-        _save_verified({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "history": history, "checkpoints": checkpoints}, path)
-    return TrainResult(model, history, checkpoints)
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise FloatingPointError(f"training produced non-finite weights; lower lr (now {lr})")
+    opt.zero_grad(set_to_none=True)
+    for p in model.parameters():
+        p.grad = None
+    return history, checkpoints
 
 
 # The course's standard models: one call gives the same trained model in every lecture.

@@ -36,7 +36,7 @@ def layer_activation_and_grad(model: nn.Module, inputs: torch.Tensor, target, *,
     return acts[layer].detach(), g
 
 
-def grad_cam(model: nn.Module, inputs: torch.Tensor, target, *, layer=None, relu: bool = True,
+def grad_cam(model: nn.Module, inputs: torch.Tensor, target, *legacy, layer=None, relu: bool = True,
              interpolate_mode: str = "bilinear", upsample: bool = True) -> torch.Tensor:
     """Grad-CAM map for ``target`` at ``layer``, shaped like ``inputs`` (N, C, H, W).
 
@@ -46,7 +46,7 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target, *, layer=None, relu
     returns the raw (N, 1, m, n) layer map. relu: apply the ReLU (captum's
     ``relu_attributions``; its default is False).
     """
-    if isinstance(inputs, (str, nn.Module)):
+    if legacy or isinstance(inputs, (str, nn.Module)):  # the old grad_cam(model, layer, inputs, target)
         raise TypeError("grad_cam takes the layer as a keyword: grad_cam(model, inputs, target, layer=...)")
     check_choice("interpolate_mode", interpolate_mode, INTERPOLATE_MODES)
     if layer is None:

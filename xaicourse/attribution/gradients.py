@@ -61,7 +61,8 @@ def squared_gradient(model: nn.Module, inputs: torch.Tensor, target) -> torch.Te
 
 def input_x_gradient(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
     """x ⊙ ∂f_t/∂x; inputs (N, ...) → same shape."""
-    return inputs.detach() * gradient(model, inputs, target)
+    g = gradient(model, inputs, target)  # checks inputs first
+    return inputs.detach() * g
 
 
 # ------------------------------------------------------------------ SmoothGrad
