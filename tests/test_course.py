@@ -77,6 +77,38 @@ def _cell(nb, grade_id):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
+LIBRARY_ANSWERS = {
+    "00_introduction": {"perturbation_answer": (
+        "def perturbation_score_vector(f, x, delta):\n"
+        "    from xaicourse.attribution import perturbation_scores\n"
+        "    if delta == 0:\n"
+        "        raise ValueError('delta must be non-zero')\n"
+        "    class F(torch.nn.Module):\n"
+        "        def forward(self, X):\n"
+        "            return f(X)[:, None]\n"
+        "    return perturbation_scores(F(), x[None], 0, delta=delta)[0]\n")},
+    "03_gradients_vs_lime": {
+        "gradient_answer": (
+            "from captum.attr import Saliency as _S\n"
+            "def vanilla_gradient(model, x, target):\n"
+            "    return _S(model).attribute(x, target=target, abs=False).detach()\n"),
+        "squared_answer": (
+            "import xaicourse.attribution as _A\n"
+            "def squared_gradient_map(model, x, target):\n"
+            "    return _A.squared_gradient(model, x, target).sum(1)\n"),
+        "ridge_answer": (
+            "from sklearn.linear_model import Ridge as _R\n"
+            "def lime_ridge(Z, y, weights, alpha=1.0):\n"
+            "    if np.sum(weights) <= 0:\n"
+            "        raise ValueError('all weights are zero')\n"
+            "    r = _R(alpha=alpha).fit(Z, y, sample_weight=weights)\n"
+            "    return r.coef_, r.intercept_\n"),
+    },
+}
+"""The points each library-call submission may keep (tasks it did not answer with a library)."""
+LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0}
+
+
 @pytest.fixture(scope="session")
 def grades(tmp_path_factory):
     subs = tmp_path_factory.mktemp("submitted")
@@ -105,6 +137,13 @@ def grades(tmp_path_factory):
     _cell(tamper, "perturbation_tests").source = "pass"
     tamper.cells = [c for c in tamper.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "topweights_tests"]
     put("frank", "00_introduction", tamper)
+    # library-call answers: every graded task answered by calling the package's (or captum's,
+    # scikit-learn's) implementation of the same thing — hidden tests must give them no points
+    for ex, answers in LIBRARY_ANSWERS.items():
+        lib = nbformat.read(ROOT / "solutions" / ex / f"{ex}.ipynb", as_version=4)
+        for grade_id, source in answers.items():
+            _cell(lib, grade_id).source = source
+        put("lib", ex, lib)
     out = tmp_path_factory.mktemp("grades") / "grades.csv"
     code = cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "15"])
     assert code == 0
@@ -141,7 +180,14 @@ def test_hanging_and_crashing_submissions_get_rows(grades):
 def test_tampered_locked_cells_do_not_earn_points(grades):
     frank = grades[("frank", "00_introduction")]
     assert float(frank["score"]) == 0.0
-    assert len(grades) == 2 * len(EXERCISES) + 4
+    assert len(grades) == 2 * len(EXERCISES) + 4 + len(LIBRARY_ANSWERS)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ex", list(LIBRARY_ANSWERS))
+def test_library_call_answers_earn_nothing(grades, ex):
+    r = grades[("lib", ex)]
+    assert float(r["score"]) == LIBRARY_KEEPS[ex], r
 
 
 @pytest.mark.slow

@@ -251,7 +251,10 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=
     root, submissions, out_csv = Path(root), Path(submissions), Path(out_csv)
     if not submissions.is_dir():
         raise ValueError(f"submissions must be a folder <student>/<exercise>/*.ipynb, got {submissions}")
-    names = exercise_names(root)
+    known = exercise_names(root)
+    # only the exercises somebody submitted are generated (each generation runs nbgrader once)
+    present = {p.name for p in submissions.glob("*/*") if p.is_dir()}
+    names = [n for n in known if n in present]
     course = _course_dir(root, names)
     rows = []
     try:
@@ -267,7 +270,7 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=
                 ex = ex_dir.name
                 if ex not in names:
                     rows.append(dict(student=student, exercise=ex, score=0.0, max_score=0.0,
-                                     status=f"unknown exercise (known: {', '.join(names)})"))
+                                     status=f"unknown exercise (known: {', '.join(known)})"))
                     continue
                 dst = course / "submitted" / student / ex
                 shutil.copytree(ex_dir, dst, dirs_exist_ok=True)
