@@ -267,3 +267,10 @@ def scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def select(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """outputs[i, target[i]] for each i."""
     return outputs.gather(1, target.to(outputs.device)[:, None])[:, 0]
+
+
+def target_scores(model: nn.Module, x: torch.Tensor, target) -> tuple[torch.Tensor, torch.Tensor]:
+    """(f_t(x) of shape (N,), t of shape (N,)): the scores being explained and their classes."""
+    out = scores(model, x)
+    t = target_index(target, len(x), out.shape[1])
+    return select(out, t), t

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .._torch import check_inputs, eval_on, scores, select, target_index
+from .._torch import check_inputs, eval_on, select, target_scores
 from .._validate import check_int, check_real
 
 __all__ = ["perturbation_scores", "occlusion", "occlusion_masks", "mask_scores"]
@@ -54,9 +54,7 @@ def perturbation_scores(model: nn.Module, inputs: torch.Tensor, target, *, delta
     patch = check_int("patch", patch, min=1)
     batch_size = check_int("batch_size", batch_size, min=1)
     with eval_on(model):
-        base = scores(model, x_all)
-        t = target_index(target, len(x_all), base.shape[1])
-        f0 = select(base, t)
+        f0, t = target_scores(model, x_all, target)
         out = torch.zeros_like(x_all)
         for n in range(len(x_all)):
             x = x_all[n]
@@ -130,9 +128,7 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, *, window=3, strid
     counts = masks.sum(0).to(x_all.dtype)
     mf = masks.to(x_all.dtype)
     with eval_on(model):
-        base_out = scores(model, x_all)
-        t = target_index(target, len(x_all), base_out.shape[1])
-        f0 = select(base_out, t)
+        f0, t = target_scores(model, x_all, target)
         out = torch.zeros_like(x_all)
         for n in range(len(x_all)):
             d = mask_scores(model, x_all[n], f0[n], t[n], mf,
