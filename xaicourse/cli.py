@@ -21,8 +21,15 @@ def main(argv=None) -> int:
     sub.add_parser("check", help="fail when exercises/ is out of sync or a notebook carries outputs")
     g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<exercise>/*.ipynb into a CSV")
     g.add_argument("submissions")
-    g.add_argument("--out", default="grades.csv")
+    g.add_argument("--out", default="grades.csv", help="the CSV (rows appended as they are graded)")
     g.add_argument("--timeout", type=int, default=120, help="seconds allowed per cell")
+    g.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once, each isolated")
+    g.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "docker", "podman", "none"],
+                   help="isolation of each submission (auto: bubblewrap where it works, else none with a warning)")
+    g.add_argument("--resume", action="store_true", help="skip students already in --out")
+    g.add_argument("--roster", default=None, help="file with one student id per line: absent ones get a 'missing' row")
+    g.add_argument("--memory", type=int, default=6144, help="MB of RAM one submission may use (default 6144)")
+    g.add_argument("--no-feedback", action="store_true", help="skip the per-student feedback pages")
     args = ap.parse_args(argv)
     try:
         root = course.find_root(args.root)
@@ -45,7 +52,22 @@ def main(argv=None) -> int:
         print("[check] ok" if not problems else f"[check] {len(problems)} problem(s)")
         return 1 if problems else 0
     if args.cmd == "grade":
-        rows = course.grade(root, Path(args.submissions), Path(args.out), timeout=args.timeout)
+        import signal
+
+        def stop(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            rows = course.grade(root, Path(args.submissions), Path(args.out), timeout=args.timeout, jobs=args.jobs,
+                                sandbox=args.sandbox, resume=args.resume, roster=args.roster,
+                                memory_mb=args.memory, feedback=not args.no_feedback)
+        except ValueError as err:
+            print(f"xaicourse: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"[grade] interrupted: the rows graded so far are in {args.out}; continue with\n"
+                  f"  xaicourse grade {args.submissions} --out {args.out} --resume", file=sys.stderr)
+            return 130
         print(f"[grade] {len(rows)} row(s) written to {args.out}")
         return 0
     return 2

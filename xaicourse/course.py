@@ -163,9 +163,10 @@ def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproc
     return subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _course_dir(root: Path, names: list[str]) -> Path:
-    """A temporary nbgrader course folder whose source/ holds the solutions."""
-    course = Path(tempfile.mkdtemp(prefix="xaicourse-nbgrader-"))
+def _course_dir(root: Path, names: list[str], dest: Path | None = None) -> Path:
+    """A (temporary, unless ``dest``) nbgrader course folder whose source/ holds the solutions."""
+    course = Path(tempfile.mkdtemp(prefix="xaicourse-nbgrader-")) if dest is None else Path(dest)
+    course.mkdir(parents=True, exist_ok=True)
     (course / "nbgrader_config.py").write_text(
         "c = get_config()\n"
         "c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\\nraise NotImplementedError()'}\n")
@@ -236,74 +237,11 @@ def check(root: Path, log=print) -> list[str]:
     return problems
 
 
-def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=print) -> list[dict]:
-    """Autograde every submission with nbgrader and write a CSV.
+def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=print, **options) -> list[dict]:
+    """Autograde a class: see ``xaicourse.autograding.grade`` (isolated, sandboxed, resumable)."""
+    from . import autograding
 
-    ``submissions`` is laid out like nbgrader's ``submitted/`` folder:
-    ``SUBMISSIONS/<student>/<exercise>/<notebook>.ipynb``. Each (student, exercise) is
-    graded in its own nbgrader process with a per-cell timeout, so a submission that
-    crashes, hangs or tampers with locked cells still gets a row and never stops the batch.
-    Locked (read-only) cells and hidden tests are restored from the source by nbgrader.
-    CSV columns: student, exercise, score, max_score, status.
-    """
-    from nbgrader.api import Gradebook
-
-    root, submissions, out_csv = Path(root), Path(submissions), Path(out_csv)
-    if not submissions.is_dir():
-        raise ValueError(f"submissions must be a folder <student>/<exercise>/*.ipynb, got {submissions}")
-    known = exercise_names(root)
-    # only the exercises somebody submitted are generated (each generation runs nbgrader once)
-    present = {p.name for p in submissions.glob("*/*") if p.is_dir()}
-    names = [n for n in known if n in present]
-    course = _course_dir(root, names)
-    rows = []
-    try:
-        for name in names:
-            r = _nbgrader(course, "generate_assignment", name, "--force")
-            if r.returncode != 0:
-                raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{r.stderr}")
-        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-            max_scores = {n: gb.find_assignment(n).max_score for n in names}
-        for student_dir in sorted(p for p in submissions.iterdir() if p.is_dir()):
-            student = student_dir.name
-            for ex_dir in sorted(p for p in student_dir.iterdir() if p.is_dir()):
-                ex = ex_dir.name
-                if ex not in names:
-                    rows.append(dict(student=student, exercise=ex, score=0.0, max_score=0.0,
-                                     status=f"unknown exercise (known: {', '.join(known)})"))
-                    continue
-                dst = course / "submitted" / student / ex
-                shutil.copytree(ex_dir, dst, dirs_exist_ok=True)
-                status = "ok"
-                try:
-                    r = _nbgrader(course, "autograde", ex, f"--student={student}", "--create", "--force",
-                                  f"--ExecutePreprocessor.timeout={timeout}",
-                                  timeout=timeout * 20 + 120)
-                    log_text = r.stdout + r.stderr
-                    if r.returncode != 0:
-                        status = "autograde failed: " + _last_error(log_text)
-                    elif "CellTimeoutError" in log_text or "timed out" in log_text.lower():
-                        status = f"ok (a cell exceeded the {timeout}s timeout and was interrupted)"
-                except subprocess.TimeoutExpired:
-                    status = "autograde timed out"
-                score = 0.0
-                try:
-                    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-                        score = float(gb.find_submission(ex, student).score)
-                except Exception as err:  # no submission recorded: keep the row, score 0
-                    if status == "ok":
-                        status = f"no grade recorded ({type(err).__name__})"
-                rows.append(dict(student=student, exercise=ex, score=score, max_score=float(max_scores[ex]),
-                                 status=status))
-                log(f"[grade] {student} / {ex}: {score:g} / {max_scores[ex]:g} ({status})")
-    finally:
-        shutil.rmtree(course, ignore_errors=True)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["student", "exercise", "score", "max_score", "status"])
-        w.writeheader()
-        w.writerows(rows)
-    return rows
+    return autograding.grade(root, submissions, out_csv, timeout=timeout, log=log, **options)
 
 
 def _last_error(text: str) -> str:
