@@ -129,6 +129,10 @@ _FLAG_NAMES = {"sys.modules": "edits sys.modules", "builtins": "edits builtins",
                "__import__": "imports dynamically", "setattr": "sets attributes dynamically",
                "open": "opens files"}
 _MODULE_ATTR_WRITE = "assigns to an attribute of an imported module"
+# names the course's notebooks bind to modules in their (locked) set-up cells
+_KNOWN_MODULES = {"torch", "np", "numpy", "nn", "F", "plt", "matplotlib", "scipy", "sklearn", "captum", "lime",
+                  "xaicourse", "math", "os", "sys", "builtins", "A", "L", "viz", "models", "data", "fv", "T",
+                  "IPython", "nbgrader", "grading", "random", "functools", "inspect", "types", "importlib"}
 
 
 def scan_answer(source: str) -> list[str]:
@@ -171,7 +175,7 @@ def scan_answer(source: str) -> list[str]:
                 while isinstance(base, (ast.Attribute, ast.Subscript)):
                     base = base.value
                 if isinstance(t, (ast.Attribute, ast.Subscript)) and isinstance(base, ast.Name) \
-                        and base.id in imported:
+                        and (base.id in imported or base.id in _KNOWN_MODULES):
                     reasons[f"{_MODULE_ATTR_WRITE} ({_dotted(t) or base.id})"] = None
     return list(reasons)
 
@@ -363,7 +367,10 @@ def sandbox_command(kind: str, argv: list[str], course: Path, root: Path, hide=(
             cmd += ["--ro-bind", str(p), str(p)]
         if cache is not None and cache.exists():
             cmd += ["--ro-bind", str(cache.resolve()), str(cache.resolve())]
-        cmd += ["--bind", str(course), str(course), "--chdir", str(course), "--"]
+        cmd += ["--bind", str(course), str(course)]
+        if (course / ".ipython").exists():  # the start-up snapshot cannot be edited from inside
+            cmd += ["--ro-bind", str(course / ".ipython"), str(course / ".ipython")]
+        cmd += ["--chdir", str(course), "--"]
         return cmd + argv
     # docker / podman: the image must hold this Python environment (see the README)
     return [kind, "run", "--rm", "--network", "none", "--pids-limit", "512", "--memory", "6g",
@@ -574,6 +581,10 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
         (course / "source" / entry.exercise).mkdir(parents=True)
         shutil.copy(template.course / "gradebook.db", course / "gradebook.db")
         (course / "nbgrader_config.py").write_text(NBGRADER_CONFIG)
+        startup = course / ".ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        # the kernel records the pristine state before any cell runs (grading.check_integrity)
+        (startup / "00-xaicourse-grading.py").write_text("import xaicourse.grading as _g\n_g.snapshot()\ndel _g\n")
         sdir = course / "submitted" / entry.student / entry.exercise
         sdir.mkdir(parents=True)
         died, statuses, score = [], {}, 0.0
@@ -585,7 +596,8 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
             from .models import cache_dir
             cmd = sandbox_command(settings.sandbox, argv, course, settings.root, settings.hide, cache=cache_dir())
             wall = settings.timeout * max(4, len(template.cells)) + 180
-            code, text, killed = run_limited(cmd, course, _env(), wall, settings.memory_mb, settings.disk_mb)
+            env = dict(_env(), IPYTHONDIR=str(course / ".ipython"))
+            code, text, killed = run_limited(cmd, course, env, wall, settings.memory_mb, settings.disk_mb)
             (work / f"nbgrader-{attempt}.log").write_text(text)
             auto = course / "autograded" / entry.student / entry.exercise / f"{entry.exercise}.ipynb"
             dead = killed or "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text.lower()

@@ -23,7 +23,7 @@ import contextlib
 import functools
 import types
 
-__all__ = ["ForbiddenCall", "forbid", "forbidden_code", "describe"]
+__all__ = ["ForbiddenCall", "IntegrityError", "forbid", "forbidden_code", "describe", "snapshot", "check_integrity", "plain"]
 
 
 class ForbiddenCall(AssertionError):
@@ -109,3 +109,119 @@ def forbid(*targets, reason: str = ""):
     finally:
         for fn, code in reversed(swapped):
             fn.__code__ = code
+
+
+# ----------------------------------------------------------------------------- integrity
+class IntegrityError(AssertionError):
+    """The grading environment was tampered with (a checking function, builtins, IPython hooks)."""
+
+
+_SNAPSHOT: dict | None = None
+
+# functions the hidden tests rely on to compare answers with reference values
+_CHECKED = [("torch", "allclose"), ("torch", "equal"), ("torch", "isclose"), ("torch", "all"),
+            ("torch", "isfinite"), ("torch.testing", "assert_close"), ("numpy", "allclose"),
+            ("numpy", "isclose"), ("numpy", "array_equal"), ("numpy", "all"), ("numpy", "abs"),
+            ("numpy.testing", "assert_allclose"), ("numpy.testing", "assert_array_equal"), ("math", "isclose")]
+_TENSOR_ATTRS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__float__", "__int__",
+                 "__abs__", "__sub__", "__torch_function__", "all", "any", "item", "tolist", "abs", "max", "min",
+                 "sum", "norm", "allclose", "equal", "shape", "dim", "numel", "dtype")
+
+
+def _ipython_hooks():
+    try:
+        ip = get_ipython()  # noqa: F821 - defined inside IPython
+    except NameError:
+        try:
+            from IPython import get_ipython as _g
+            ip = _g()
+        except Exception:
+            ip = None
+    if ip is None:
+        return None
+    return dict(ast=tuple(ip.ast_transformers), post=tuple(getattr(ip, "input_transformers_post", ())),
+                cleanup=tuple(getattr(ip, "input_transformers_cleanup", ())),
+                exc=tuple(getattr(ip, "custom_exceptions", ())), showtraceback=ip.showtraceback.__func__
+                if hasattr(ip.showtraceback, "__func__") else ip.showtraceback)
+
+
+def _watched():
+    import builtins
+    import importlib
+
+    funcs = {}
+    for mod, name in _CHECKED:
+        try:
+            obj = getattr(importlib.import_module(mod), name)
+        except Exception:
+            continue
+        funcs[f"{mod}.{name}"] = (obj, getattr(obj, "__code__", None))
+    tensor = {}
+    try:
+        import torch
+        for a in _TENSOR_ATTRS:
+            tensor[a] = vars(torch.Tensor).get(a, None)
+    except Exception:
+        pass
+    return dict(builtins=dict(vars(builtins)), funcs=funcs, tensor=tensor, ipython=_ipython_hooks(),
+                code={n: f.__code__ for n, f in (("forbid", forbid), ("check_integrity", check_integrity),
+                                                  ("_refuse", _refuse))})
+
+
+def snapshot() -> None:
+    """Record the pristine state (the grading kernel does this at start-up, before any cell)."""
+    global _SNAPSHOT
+    _SNAPSHOT = _watched()
+
+
+def check_integrity() -> None:
+    """Fail loudly if the answers changed what the hidden tests rely on.
+
+    Compares the checking functions (``torch.allclose``, ``numpy.testing`` …, and their code), the
+    builtins, ``torch.Tensor``'s comparison methods and IPython's hooks (AST / input transformers,
+    custom exception handlers) with the snapshot taken when the kernel started. A changed hook
+    could swallow the error of this very check, so then the kernel is ended (``os._exit``): the
+    grader counts the rest as failed. Otherwise ``IntegrityError`` (an AssertionError) is raised.
+    """
+    global _SNAPSHOT
+    if _SNAPSHOT is None:   # not started by the grader: take the reference now
+        snapshot()
+        return
+    now = _watched()
+    problems = []
+    for k, v in _SNAPSHOT["builtins"].items():
+        if now["builtins"].get(k) is not v:
+            problems.append(f"builtins.{k} was replaced")
+    for k, (obj, code) in _SNAPSHOT["funcs"].items():
+        o2, c2 = now["funcs"].get(k, (None, None))
+        if o2 is not obj or c2 is not code:
+            problems.append(f"{k} was replaced")
+    for k, v in _SNAPSHOT["tensor"].items():
+        if now["tensor"].get(k) is not v:
+            problems.append(f"torch.Tensor.{k} was replaced")
+    for k, v in _SNAPSHOT["code"].items():
+        if now["code"][k] is not v:
+            problems.append(f"xaicourse.grading.{k} was replaced")
+    hooks_changed = _SNAPSHOT["ipython"] is not None and now["ipython"] != _SNAPSHOT["ipython"]
+    if hooks_changed:
+        problems.append("IPython's transformers or exception hooks were changed")
+    if problems:
+        msg = "grading integrity check failed: " + "; ".join(problems[:5])
+        if hooks_changed:
+            import os
+            import sys
+            print(msg, file=sys.stdout, flush=True)
+            os._exit(70)
+        raise IntegrityError(msg)
+
+
+def plain(value, kind):
+    """``value`` if its type is exactly ``kind`` (no subclass, no look-alike object), else a failed
+    test. For tensors/arrays a detached copy is returned, so later changes cannot reach it."""
+    if type(value) is not kind:
+        raise AssertionError(f"expected a {kind.__module__}.{kind.__qualname__}, got {type(value).__name__}")
+    if hasattr(value, "detach"):
+        return value.detach().clone()
+    if hasattr(value, "copy"):
+        return value.copy()
+    return value
