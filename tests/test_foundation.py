@@ -270,3 +270,20 @@ def test_no_module_shares_its_name_with_an_export():
                                                      and callable(vars(mod)[short])):
             clashes.append(f"{info.name} exports {short}")
     assert clashes == []
+
+
+def test_cache_trusts_only_files_signed_with_this_machines_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("XAICOURSE_CACHE", str(tmp_path))
+    X, y = torch.rand(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    monkeypatch.setenv("XAICOURSE_CACHE_KEY", "someone-else")
+    forged = models.train(models.LogisticRegression(64, 10), X, y, epochs=1, progress=False)
+    assert not forged.from_cache
+    monkeypatch.setenv("XAICOURSE_CACHE_KEY", "this-machine")
+    r = models.train(models.LogisticRegression(64, 10), X, y, epochs=1, progress=False)
+    assert not r.from_cache, "a file signed with another key must not be trusted"
+    assert models.train(models.LogisticRegression(64, 10), X, y, epochs=1, progress=False).from_cache
+    # a read-only cache folder is a warning, not a crash
+    monkeypatch.setattr(models, "cache_dir", lambda: tmp_path / "file" / "sub")
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.warns(UserWarning, match="could not write the model cache"):
+        models.train(models.LogisticRegression(64, 10), X, y, epochs=1, progress=False)
