@@ -8,6 +8,7 @@ import pytest
 import torch
 from scipy.spatial.distance import squareform
 from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.datasets import load_digits
 from sklearn.manifold import TSNE as SkTSNE
 from sklearn.manifold import trustworthiness
@@ -393,11 +394,11 @@ def test_object_array_same_as_float(digits300):
 
 def test_complex_input_rejected():
     X = np.random.rand(20, 3) + 1j * np.random.rand(20, 3)
-    with pytest.raises(ValueError, match="X must hold real numbers"):
+    with pytest.raises(ValueError, match="X must hold real numbers. Complex data not supported"):
         TSNE(perplexity=5).fit(X)
-    with pytest.raises(ValueError, match="X must hold real numbers"):
+    with pytest.raises(ValueError, match="X must hold real numbers. Complex data not supported"):
         TSNE(perplexity=5).fit(torch.tensor(X))
-    with pytest.raises(ValueError, match="X must hold real numbers"):
+    with pytest.raises(ValueError, match="X must hold real numbers. Complex data not supported"):
         TSNE(perplexity=5).fit(np.random.rand(20, 3).astype(object) + 1j)
     with pytest.raises(ValueError, match="init must hold real numbers"):
         TSNE(perplexity=5, init=np.zeros((20, 2), dtype=complex)).fit(np.random.rand(20, 3))
@@ -472,3 +473,12 @@ def test_device_none_follows_set_device(restore_device, monkeypatch, digits300):
     dv._current = None                                           # nothing chosen: "auto" (the env) again
     with pytest.raises(RuntimeError, match=missing):
         TSNE(perplexity=5, max_iter=5).fit(X[:30])
+
+
+@parametrize_with_checks([TSNE(perplexity=2, max_iter=250, device="cpu")])
+def test_sklearn_estimator_checks(estimator, check):
+    """scikit-learn's own estimator checks (input conversion, error types and messages, clone,
+    params, no state in __init__, idempotent fit, ...), with sklearn's test settings for TSNE."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        check(estimator)

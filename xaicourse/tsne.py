@@ -34,6 +34,7 @@ import math
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
@@ -52,15 +53,28 @@ _ROW_BLOCK_ELEMENTS = 1 << 22  # the perplexity search works on row blocks of â‰
 
 # ----------------------------------------------------------------------------- helpers
 def _matrix(name: str, X) -> torch.Tensor:
-    """X as a 2-D real floating tensor (``xaicourse._validate.as_tensor`` plus two t-SNE rules).
+    """X as a 2-D real floating tensor: ``xaicourse._validate.as_tensor`` plus scikit-learn's rules.
 
     Integer and boolean data are accepted and converted to float64 (as scikit-learn does);
-    object arrays of numbers are converted, complex data and NaN/inf raise ValueError. The
-    dimension check comes with a hint for image batches. Tensors that require grad are kept
-    as they are (so the pieces stay differentiable).
+    object arrays of numbers are converted (anything else in them: TypeError), complex data
+    and NaN/inf raise ValueError, sparse matrices TypeError. The dimension check comes with a
+    hint for image batches. Tensors that require grad are kept as they are (so the pieces
+    stay differentiable). An empty X passes: the caller says what is missing.
     """
-    if isinstance(X, np.ndarray) and X.dtype == object and any(isinstance(v, complex) for v in X.flat):
-        raise ValueError(f"{name} must hold real numbers, got complex values")  # as_tensor: TypeError
+    if sp.issparse(X) or (isinstance(X, torch.Tensor) and X.layout != torch.strided):
+        raise TypeError(f"{name} is a sparse matrix: sparse input is not supported by exact t-SNE; "
+                        f"convert it with {name}.toarray() (scipy) or {name}.to_dense() (torch)")
+    if isinstance(X, np.ndarray) and X.dtype == object:  # numbers stored as objects: convert here
+        if any(isinstance(v, complex) for v in X.flat):
+            raise ValueError(f"{name} must hold real numbers. Complex data not supported")
+        try:
+            X = X.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must hold numbers: {err}") from err
+    if isinstance(X, np.ndarray) and not X.flags.writeable:
+        X = np.array(X)  # read-only (e.g. a memmap): torch warns on views of such arrays; X is small
+    if (isinstance(X, torch.Tensor) and X.is_complex()) or (isinstance(X, np.ndarray) and np.iscomplexobj(X)):
+        raise ValueError(f"{name} must hold real numbers. Complex data not supported")
     t = as_tensor(name, X, floating=False, non_empty=False)
     if not t.dtype.is_floating_point:
         t = t.to(torch.float64)
@@ -431,7 +445,7 @@ class TSNE(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  # outp
             raise ValueError(f"X has 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required: "
                              "t-SNE needs at least one feature (column) per sample")
         if n < 4:
-            raise ValueError(f"X must have at least 4 samples (rows), got {n} (shape={tuple(X.shape)})")
+            raise ValueError(f"X must have at least 4 samples (rows), got n_samples = {n} (shape={tuple(X.shape)})")
         if n > MAX_SAMPLES:
             gb = 12 * n * n / 1e9
             raise ValueError(
