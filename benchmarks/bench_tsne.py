@@ -52,7 +52,7 @@ def sample():                                       # current RSS every 2 ms
 th = threading.Thread(target=sample, daemon=True)
 th.start()
 t = time.perf_counter()
-m = TSNE(perplexity=30.0, n_iter=50, device="cpu").fit(X)
+m = TSNE(perplexity=30.0, max_iter=50, device="cpu").fit(X)
 dt = time.perf_counter() - t
 stop[0] = True
 th.join()
@@ -84,16 +84,16 @@ def main():
     print(f"digits N={len(X)}, perplexity {PERPLEXITY}, {N_ITER} iterations, same PCA init\n")
 
     t = time.perf_counter()
-    ours = TSNE(perplexity=PERPLEXITY, n_iter=N_ITER, init=Y0, device="cpu")
+    ours = TSNE(perplexity=PERPLEXITY, max_iter=N_ITER, init=Y0, device="cpu")
     E = ours.fit_transform(X)
     t_ours = time.perf_counter() - t
 
     t = time.perf_counter()
-    ours50 = TSNE(perplexity=PERPLEXITY, n_iter=N_ITER, init=Y0, device="cpu", kl_every=50).fit(X)
+    ours50 = TSNE(perplexity=PERPLEXITY, max_iter=N_ITER, init=Y0, device="cpu", kl_every=50).fit(X)
     t_ours50 = time.perf_counter() - t
 
     t = time.perf_counter()
-    ours1 = TSNE(perplexity=PERPLEXITY, n_iter=N_ITER, init=Y0, device="cpu",
+    ours1 = TSNE(perplexity=PERPLEXITY, max_iter=N_ITER, init=Y0, device="cpu",
                  n_threads=torch.get_num_threads()).fit(X)
     t_ours1 = time.perf_counter() - t
 

@@ -1,11 +1,14 @@
 """Tests for xaicourse.tsne: the pieces against scikit-learn and autograd, the estimator
 against scikit-learn's exact t-SNE, and the input checks."""
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.distance import squareform
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.datasets import load_digits
 from sklearn.manifold import TSNE as SkTSNE
 from sklearn.manifold import trustworthiness
@@ -169,7 +172,7 @@ def test_pca_init_matches_sklearn(digits300):
 def fitted(digits300):
     X, y = digits300
     Y0 = pca_init(torch.tensor(X)).numpy().astype(np.float32)
-    ours = TSNE(perplexity=30.0, n_iter=500, init=Y0, device="cpu")
+    ours = TSNE(perplexity=30.0, max_iter=500, init=Y0, device="cpu")
     E = ours.fit_transform(X)
     sk = SkTSNE(perplexity=30.0, max_iter=500, init=Y0, method="exact", random_state=0)
     Es = sk.fit_transform(X)
@@ -213,15 +216,15 @@ def test_tsne_attributes(fitted):
 def test_tsne_seeded_random_init_is_deterministic(digits300):
     X, _ = digits300
     X = X[:80]
-    a = TSNE(perplexity=10, n_iter=60, init="random", random_state=3).fit_transform(X)
-    b = TSNE(perplexity=10, n_iter=60, init="random", random_state=3).fit_transform(X)
-    c = TSNE(perplexity=10, n_iter=60, init="random", random_state=4).fit_transform(X)
+    a = TSNE(perplexity=10, max_iter=60, init="random", random_state=3).fit_transform(X)
+    b = TSNE(perplexity=10, max_iter=60, init="random", random_state=3).fit_transform(X)
+    c = TSNE(perplexity=10, max_iter=60, init="random", random_state=4).fit_transform(X)
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
 def test_tsne_snapshots_and_kl_every(digits300):
     X, _ = digits300
-    m = TSNE(perplexity=10, n_iter=100, kl_every=25, snapshot_every=50).fit(X[:80])
+    m = TSNE(perplexity=10, max_iter=100, kl_every=25, snapshot_every=50).fit(X[:80])
     assert [s for s, _ in m.kl_history_] == [25, 50, 75, 100]
     assert [s for s, _ in m.snapshots_] == [50, 100]
     assert np.array_equal(m.snapshots_[-1][1], m.embedding_)
@@ -230,8 +233,8 @@ def test_tsne_snapshots_and_kl_every(digits300):
 def test_tsne_accepts_torch_and_ints(digits300):
     X, _ = digits300
     Xi = X[:50].astype(np.int64)
-    a = TSNE(perplexity=5, n_iter=50).fit_transform(Xi)
-    b = TSNE(perplexity=5, n_iter=50).fit_transform(torch.tensor(Xi, dtype=torch.float32))
+    a = TSNE(perplexity=5, max_iter=50).fit_transform(Xi)
+    b = TSNE(perplexity=5, max_iter=50).fit_transform(torch.tensor(Xi, dtype=torch.float32))
     assert np.allclose(a, b, atol=1e-4 * np.abs(a).max())
 
 
@@ -256,10 +259,12 @@ def test_nonfinite_input(bad):
         TSNE(perplexity=5).fit_transform(X)
 
 
+@pytest.mark.filterwarnings("ignore:n_iter was renamed:FutureWarning")
 @pytest.mark.parametrize("kwargs, match", [
     (dict(learning_rate=-1.0), "learning_rate"),
     (dict(learning_rate="fast"), "learning_rate"),
     (dict(n_iter=0), "n_iter"),
+    (dict(max_iter=0), "max_iter"),
     (dict(n_components=0), "n_components"),
     (dict(early_exaggeration=0.5), "early_exaggeration"),
     (dict(init="spectral"), "init"),
@@ -278,7 +283,7 @@ def test_size_limit_points_to_approximate_methods(monkeypatch):
     monkeypatch.setattr(T, "MAX_SAMPLES", 50)
     with pytest.raises(ValueError, match="MAX_SAMPLES.*barnes_hut.*openTSNE"):
         TSNE(perplexity=5).fit_transform(np.random.rand(51, 3))
-    assert TSNE(perplexity=5, n_iter=5).fit_transform(np.random.rand(50, 3)).shape == (50, 2)
+    assert TSNE(perplexity=5, max_iter=5).fit_transform(np.random.rand(50, 3)).shape == (50, 2)
 
 
 def test_piece_validation():
@@ -304,13 +309,13 @@ def test_tsne_panel_shows_what_tsne_computes(digits300):
     X, y = X[:60], y[:60]
     box = tsne_panel(X, y, perplexities=(5, 10, 100), perplexity=10, n_iter=60, snapshot_every=20)
     assert list(box.perplexity.options) == [5, 10]          # 100 ≥ N − 1 is dropped
-    ref = TSNE(perplexity=10.0, n_iter=60, init="pca").fit(X)
+    ref = TSNE(perplexity=10.0, max_iter=60, init="pca").fit(X)
     assert box.state["perplexity"] == 10 and box.state["step"] == 60
     assert box.state["kl"] == pytest.approx(dict(ref.kl_history_)[60], rel=1e-6)
     box.step.value = 20
     assert box.state["step"] == 20 and box.state["kl"] == pytest.approx(dict(ref.kl_history_)[20], rel=1e-6)
     box.perplexity.value = 5
-    ref5 = TSNE(perplexity=5.0, n_iter=60, init="pca", snapshot_every=20).fit(X)
+    ref5 = TSNE(perplexity=5.0, max_iter=60, init="pca", snapshot_every=20).fit(X)
     assert box.state["kl"] == pytest.approx(dict(ref5.kl_history_)[20], rel=1e-6)
     assert trustworthiness(X, ref5.snapshots_[0][1], n_neighbors=10) == pytest.approx(
         box.state["trustworthiness"])
@@ -319,8 +324,161 @@ def test_tsne_panel_shows_what_tsne_computes(digits300):
 def test_thread_setting_is_restored(digits300):
     X, _ = digits300
     before = torch.get_num_threads()
-    TSNE(perplexity=5, n_iter=5).fit(X[:50])                 # runs on one thread by default
+    TSNE(perplexity=5, max_iter=5).fit(X[:50])                 # runs on one thread by default
     assert torch.get_num_threads() == before
-    a = TSNE(perplexity=5, n_iter=30, n_threads=1).fit_transform(X[:50])
-    b = TSNE(perplexity=5, n_iter=30).fit_transform(X[:50])
+    a = TSNE(perplexity=5, max_iter=30, n_threads=1).fit_transform(X[:50])
+    b = TSNE(perplexity=5, max_iter=30).fit_transform(X[:50])
     assert torch.get_num_threads() == before and np.array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- scikit-learn estimator API
+def test_get_set_params_clone_and_repr(digits300):
+    X, _ = digits300
+    X = X[:60]
+    m = TSNE(perplexity=7.0, max_iter=40, init="random", random_state=2, kl_every=5, device="cpu")
+    p = m.get_params()
+    assert p["perplexity"] == 7.0 and p["max_iter"] == 40 and p["kl_every"] == 5 and p["random_state"] == 2
+    assert p["n_iter"] == "deprecated" and p["init"] == "random" and p["device"] == "cpu"
+    assert TSNE().set_params(**p).get_params() == p              # round trip
+    assert m.set_params(perplexity=8.0) is m and m.perplexity == 8.0
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        m.set_params(n_iters=3)
+    c = clone(m)
+    assert c is not m and c.get_params() == m.get_params()
+    r = repr(m)      # scikit-learn's repr: only the parameters that differ from the defaults
+    assert r.startswith("TSNE(") and "perplexity=8.0" in r and "max_iter=40" in r and "early_exaggeration" not in r
+    a = m.fit_transform(X)
+    assert not hasattr(c, "embedding_")                          # a clone is unfitted
+    b = c.fit_transform(X)
+    assert np.array_equal(a, b) and m.n_features_in_ == 64
+    assert m.get_params() == c.get_params()                      # fit leaves the parameters alone
+
+
+def test_parameters_are_checked_in_fit_not_init():
+    m = TSNE(perplexity="x", max_iter=-3, init="spectral", learning_rate=0)   # no error yet
+    assert m.get_params()["max_iter"] == -3
+    with pytest.raises(ValueError, match="max_iter"):
+        m.fit(np.random.rand(20, 3))
+
+
+def test_n_iter_is_a_deprecated_alias_of_max_iter(digits300):
+    X, _ = digits300
+    X = X[:60]
+    with pytest.warns(FutureWarning, match="n_iter was renamed max_iter") as rec:
+        old = TSNE(perplexity=5, n_iter=40)
+        a = old.fit_transform(X)
+    assert rec[0].filename == __file__                           # points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = TSNE(perplexity=5, max_iter=40)
+        b = new.fit_transform(X)
+    assert np.array_equal(a, b) and old.n_iter_ == new.n_iter_ == 40
+    assert old.kl_divergence_ == new.kl_divergence_
+    with pytest.raises(ValueError, match="both max_iter=40 and n_iter=40"):
+        TSNE(perplexity=5, max_iter=40, n_iter=40).fit(X)
+    with pytest.warns(FutureWarning), pytest.raises(TypeError, match="n_iter must be an int"):
+        TSNE(perplexity=5, n_iter=2.5).fit(X)
+    assert TSNE().get_params()["max_iter"] is None             # None = 1000 steps, as scikit-learn
+
+
+def test_object_array_same_as_float(digits300):
+    X, _ = digits300
+    X = X[:60]
+    a = TSNE(perplexity=5, max_iter=40).fit_transform(X)
+    Xo = X.astype(object)
+    assert Xo.dtype == object
+    b = TSNE(perplexity=5, max_iter=40).fit_transform(Xo)
+    c = TSNE(perplexity=5, max_iter=40).fit_transform(X.tolist())
+    assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_complex_input_rejected():
+    X = np.random.rand(20, 3) + 1j * np.random.rand(20, 3)
+    with pytest.raises(ValueError, match="X must hold real numbers. Complex data not supported"):
+        TSNE(perplexity=5).fit(X)
+    with pytest.raises(ValueError, match="X must hold real numbers. Complex data not supported"):
+        TSNE(perplexity=5).fit(torch.tensor(X))
+    with pytest.raises(ValueError, match="X must hold real numbers. Complex data not supported"):
+        TSNE(perplexity=5).fit(np.random.rand(20, 3).astype(object) + 1j)
+    with pytest.raises(ValueError, match="init must hold real numbers"):
+        TSNE(perplexity=5, init=np.zeros((20, 2), dtype=complex)).fit(np.random.rand(20, 3))
+
+
+@pytest.mark.parametrize("init", ["pca", "random", "array"])
+def test_zero_features_rejected(init):
+    X = np.empty((12, 0))
+    init = np.zeros((12, 2)) if init == "array" else init
+    # scikit-learn's check_estimators_empty_data expects this wording
+    with pytest.raises(ValueError, match=r"0 feature\(s\) \(shape=\(12, 0\)\) while a minimum of 1 is required"):
+        TSNE(init=init).fit(X)
+    with pytest.raises(ValueError, match="X must have at least 4 samples"):
+        TSNE(init=init).fit(np.empty((0, 3)))
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(max_iter=2.5), "max_iter"),
+    (dict(max_iter=True), "max_iter"),
+    (dict(n_components=2.0), "n_components"),
+    (dict(kl_every=1.5), "kl_every"),
+    (dict(snapshot_every=np.float64(10)), "snapshot_every"),
+    (dict(exaggeration_iter=250.0), "exaggeration_iter"),
+    (dict(n_iter_without_progress=3.5), "n_iter_without_progress"),
+    (dict(n_threads=1.5), "n_threads"),
+    (dict(random_state=1.5), "random_state"),
+    (dict(perplexity="5"), "perplexity"),
+    (dict(early_exaggeration=None), "early_exaggeration"),
+    (dict(learning_rate=[100]), "learning_rate"),
+])
+def test_integer_and_number_parameters_are_not_truncated(kwargs, name):
+    kwargs.setdefault("perplexity", 5)
+    with pytest.raises(TypeError, match=name):
+        TSNE(**kwargs).fit(np.random.rand(20, 3))
+
+
+def test_numpy_ints_and_random_states_accepted(digits300):
+    X, _ = digits300
+    X = X[:50]
+    a = TSNE(perplexity=5, max_iter=np.int64(30), n_components=np.int32(2), init="random",
+             random_state=np.int64(3)).fit_transform(X)
+    b = TSNE(perplexity=5, max_iter=30, init="random", random_state=3).fit_transform(X)
+    assert np.array_equal(a, b)
+    c = TSNE(perplexity=5, max_iter=30, init="random", random_state=np.random.RandomState(0)).fit_transform(X)
+    d = TSNE(perplexity=5, max_iter=30, init="random", random_state=np.random.RandomState(0)).fit_transform(X)
+    assert np.array_equal(c, d)
+
+
+@pytest.fixture
+def restore_device():
+    """Put the notebook device (set_device) back as it was, so no test leaks its choice."""
+    import xaicourse.device as dv
+
+    old = dv._current
+    yield dv
+    dv._current = old
+
+
+def test_device_none_follows_set_device(restore_device, monkeypatch, digits300):
+    X, _ = digits300
+    dv = restore_device
+    missing = "cuda" if not torch.cuda.is_available() else "mps" if not dv._mps_available() else None
+    if missing is None:
+        pytest.skip("every device kind is available: cannot make 'auto' differ from set_device('cpu')")
+    dv.set_device("cpu")
+    # from now on "auto" resolves to a device this machine lacks: only set_device's choice works
+    monkeypatch.setenv("XAICOURSE_DEVICE", missing)
+    with pytest.raises(RuntimeError, match=missing):
+        TSNE(perplexity=5, max_iter=5, device="auto").fit(X[:30])
+    m = TSNE(perplexity=5, max_iter=5).fit(X[:30])             # device=None → current_device() = cpu
+    assert m.P_.device.type == "cpu" and dv.current_device() == torch.device("cpu")
+    dv._current = None                                           # nothing chosen: "auto" (the env) again
+    with pytest.raises(RuntimeError, match=missing):
+        TSNE(perplexity=5, max_iter=5).fit(X[:30])
+
+
+@parametrize_with_checks([TSNE(perplexity=2, max_iter=250, device="cpu")])
+def test_sklearn_estimator_checks(estimator, check):
+    """scikit-learn's own estimator checks (input conversion, error types and messages, clone,
+    params, no state in __init__, idempotent fit, ...), with sklearn's test settings for TSNE."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        check(estimator)

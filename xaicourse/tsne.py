@@ -30,13 +30,17 @@ to the approximate Barnes–Hut / FFT methods (scikit-learn, openTSNE).
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import numbers
+import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
 from tqdm.auto import tqdm
+
+from ._torch import torch_threads
+from ._validate import as_tensor, check_bool, check_int, check_real
 
 __all__ = ["MAX_SAMPLES", "squared_distances", "conditional_probabilities", "joint_probabilities",
            "student_t_probabilities", "kl_divergence", "kl_gradient", "pca_init", "TSNE"]
@@ -48,25 +52,35 @@ _ROW_BLOCK_ELEMENTS = 1 << 22  # the perplexity search works on row blocks of �
 
 
 # ----------------------------------------------------------------------------- helpers
-def _as_tensor(X, name: str, ndim: int | None = 2) -> torch.Tensor:
-    """X as a floating tensor, checked for shape and finiteness (errors name ``name``)."""
-    if isinstance(X, torch.Tensor):
-        t = X.detach() if not X.requires_grad else X
-    else:
+def _matrix(name: str, X) -> torch.Tensor:
+    """X as a 2-D real floating tensor: ``xaicourse._validate.as_tensor`` plus scikit-learn's rules.
+
+    Integer and boolean data are accepted and converted to float64 (as scikit-learn does);
+    object arrays of numbers are converted (anything else in them: TypeError), complex data
+    and NaN/inf raise ValueError, sparse matrices TypeError. The dimension check comes with a
+    hint for image batches. Tensors that require grad are kept as they are (so the pieces
+    stay differentiable). An empty X passes: the caller says what is missing.
+    """
+    if sp.issparse(X) or (isinstance(X, torch.Tensor) and X.layout != torch.strided):
+        raise TypeError(f"{name} is a sparse matrix: sparse input is not supported by exact t-SNE; "
+                        f"convert it with {name}.toarray() (scipy) or {name}.to_dense() (torch)")
+    if isinstance(X, np.ndarray) and X.dtype == object:  # numbers stored as objects: convert here
+        if any(isinstance(v, complex) for v in X.flat):
+            raise ValueError(f"{name} must hold real numbers. Complex data not supported")
         try:
-            t = torch.as_tensor(np.asarray(X))
+            X = X.astype(np.float64)
         except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be a tensor or array-like of numbers, got {type(X).__name__}") from err
-    if not (t.dtype.is_floating_point or t.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
-                                                       torch.uint8, torch.bool)):
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+            raise TypeError(f"{name} must hold numbers: {err}") from err
+    if isinstance(X, np.ndarray) and not X.flags.writeable:
+        X = np.array(X)  # read-only (e.g. a memmap): torch warns on views of such arrays; X is small
+    if (isinstance(X, torch.Tensor) and X.is_complex()) or (isinstance(X, np.ndarray) and np.iscomplexobj(X)):
+        raise ValueError(f"{name} must hold real numbers. Complex data not supported")
+    t = as_tensor(name, X, floating=False, non_empty=False)
     if not t.dtype.is_floating_point:
         t = t.to(torch.float64)
-    if ndim is not None and t.ndim != ndim:
+    if t.ndim != 2:
         hint = " (flatten images first: X.reshape(len(X), -1))" if name == "X" and t.ndim > 2 else ""
-        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}{hint}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf values")
+        raise ValueError(f"{name} must be 2-D, got shape {tuple(t.shape)}{hint}")
     return t
 
 
@@ -82,7 +96,7 @@ def squared_distances(X) -> torch.Tensor:
     and an exact zero diagonal. Same dtype/device as X. X is centred first (this changes
     no distance but keeps the Gram matrix well conditioned).
     """
-    X = _as_tensor(X, "X")
+    X = _matrix("X", X)
     X = X - X.mean(0, keepdim=True)
     sq = (X * X).sum(1)
     D = torch.addmm(sq[:, None] + sq[None, :], X, X.T, alpha=-2.0).clamp_min_(0.0)
@@ -144,17 +158,16 @@ def conditional_probabilities(D, perplexity: float = 30.0, tol: float = 1e-5, ma
     (float32 on MPS). Returns P_cond (N, N) with zero diagonal and rows summing to 1 in
     D's dtype, and, if ``return_beta``, β (N,).
     """
-    D = _as_tensor(D, "D")
+    D = _matrix("D", D)
     n = D.shape[0]
     if D.shape[1] != n:
         raise ValueError(f"D must be square (N, N), got shape {tuple(D.shape)}")
     if n < 2:
         raise ValueError(f"D must describe at least 2 points, got {n}")
-    _check_perplexity(perplexity, n)
-    if not (isinstance(tol, numbers.Real) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if not (isinstance(max_steps, numbers.Integral) and max_steps >= 1):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    perplexity = _check_perplexity(perplexity, n)
+    tol = check_real("tol", tol, min=0.0, min_inclusive=False)
+    max_steps = check_int("max_steps", max_steps, min=1)
+    return_beta = check_bool("return_beta", return_beta)
     if (D < 0).any():
         raise ValueError("D must hold squared distances (non-negative values)")
     wide = _wide_dtype(D.device)
@@ -164,19 +177,18 @@ def conditional_probabilities(D, perplexity: float = 30.0, tol: float = 1e-5, ma
     for s in range(0, n, step):  # row blocks bound the memory of the float64 work arrays
         e = min(n, s + step)
         P, b = _search_block(D[s:e].to(wide, copy=True), torch.arange(s, e, device=D.device), math.log(perplexity),
-                             float(tol), int(max_steps))
+                             tol, max_steps)
         out[s:e], betas[s:e] = P.to(out.dtype), b
     return (out, betas) if return_beta else out
 
 
-def _check_perplexity(perplexity, n: int) -> None:
-    if isinstance(perplexity, bool) or not isinstance(perplexity, numbers.Real):
-        raise TypeError(f"perplexity must be a number, got {type(perplexity).__name__}")
-    if not math.isfinite(perplexity) or perplexity < 1:
-        raise ValueError(f"perplexity must be ≥ 1, got {perplexity}")
+def _check_perplexity(perplexity, n: int) -> float:
+    """``perplexity`` as a float in [1, n − 1) (TypeError for a non-number)."""
+    perplexity = check_real("perplexity", perplexity, min=1.0)
     if perplexity >= n - 1:
         raise ValueError(f"perplexity must be smaller than n_samples − 1 = {n - 1} (a point has only "
                          f"{n - 1} neighbours), got {perplexity}; lower perplexity or use more points")
+    return perplexity
 
 
 def joint_probabilities(P_cond) -> torch.Tensor:
@@ -184,7 +196,7 @@ def joint_probabilities(P_cond) -> torch.Tensor:
 
     Returns P (N, N), symmetric, zero diagonal, summing to 1.
     """
-    P_cond = _as_tensor(P_cond, "P_cond")
+    P_cond = _matrix("P_cond", P_cond)
     n = P_cond.shape[0]
     if P_cond.shape[1] != n:
         raise ValueError(f"P_cond must be square (N, N), got shape {tuple(P_cond.shape)}")
@@ -200,7 +212,7 @@ def student_t_probabilities(Y, return_kernel: bool = False):
     Y: (N, d) → Q: (N, N), zero diagonal (and W (N, N) if ``return_kernel``).
     Differentiable in Y.
     """
-    Y = _as_tensor(Y, "Y")
+    Y = _matrix("Y", Y)
     sq = (Y * Y).sum(1)
     D = (sq[:, None] + sq[None, :] - 2.0 * Y @ Y.T).clamp_min(0.0)
     W = 1.0 / (1.0 + D)
@@ -210,8 +222,8 @@ def student_t_probabilities(Y, return_kernel: bool = False):
 
 
 def _check_pair(P, Y):
-    P = _as_tensor(P, "P")
-    Y = _as_tensor(Y, "Y")
+    P = _matrix("P", P)
+    Y = _matrix("Y", Y)
     if P.shape[0] != P.shape[1] or P.shape[0] != Y.shape[0]:
         raise ValueError(f"P must be (N, N) and Y (N, d) with the same N, got {tuple(P.shape)} and "
                          f"{tuple(Y.shape)}")
@@ -251,10 +263,12 @@ def pca_init(X, n_components: int = 2, scale: float = 1e-4) -> torch.Tensor:
 
     X: (N, F) → (N, n_components) in X's dtype.
     """
-    X = _as_tensor(X, "X")
+    X = _matrix("X", X)
     Xw = X.to(_wide_dtype(X.device))
     Xc = Xw - Xw.mean(0, keepdim=True)
     n, f = Xc.shape
+    n_components = check_int("n_components", n_components, min=1)
+    scale = check_real("scale", scale, min=0.0, min_inclusive=False)
     if n_components > min(n, f):
         raise ValueError(f"n_components must be ≤ min(n_samples, n_features) = {min(n, f)} for "
                          f"init='pca', got {n_components}")
@@ -282,14 +296,13 @@ class _Step:
     diagonal) in ``self.W`` and Σ W in ``self.Z``."""
 
     def __init__(self, P: torch.Tensor):
-        n = P.shape[0]
         self.P = P
         self.W = torch.empty_like(P)
         self.B = torch.empty_like(P)
         self.Z = None
 
     def grad(self, Y: torch.Tensor, alpha: float) -> torch.Tensor:
-        n, d = Y.shape
+        d = Y.shape[1]
         sq = (Y * Y).sum(1, keepdim=True)
         one = torch.ones_like(sq)
         # [−2Y, ‖y‖²+1, 1] · [Y, 1, ‖y‖²]ᵀ = 1 + ‖y_i‖² + ‖y_j‖² − 2 y_i·y_j  = 1 + D_ij
@@ -354,57 +367,51 @@ def _joint_from_data(Xw: torch.Tensor, perplexity: float, tol: float):
     return P, betas
 
 
-@contextlib.contextmanager
-def _torch_threads(k: int | None):
-    """Temporarily set torch's intra-op CPU threads to ``k`` (None: leave as is)."""
-    old = torch.get_num_threads()
-    if k is not None and k != old:
-        torch.set_num_threads(k)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != old:
-            torch.set_num_threads(old)
-
-
 # ----------------------------------------------------------------------------- estimator
-class TSNE:
-    """Exact t-SNE with a scikit-learn-style interface, written in torch.
+class TSNE(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):  # output: always numpy
+    """Exact t-SNE with a scikit-learn interface, written in torch.
+
+    A scikit-learn estimator (``get_params``/``set_params``, ``sklearn.base.clone``, the
+    usual repr); parameters are stored as given and checked when ``fit`` runs.
 
     Parameters mirror ``sklearn.manifold.TSNE(method="exact")``: ``n_components`` (map
     dimension d), ``perplexity``, ``early_exaggeration`` (α applied for the first
     ``exaggeration_iter`` steps, with momentum 0.5; then momentum 0.8), ``learning_rate``
-    ("auto" = max(N / α / 4, 50)), ``n_iter`` (total gradient steps), ``init`` ("pca",
-    "random" or an (N, d) array), ``random_state`` (seed for ``init="random"``), ``device``
-    (None → ``xaicourse.device.current_device()``), ``verbose`` (progress bar and summary;
-    a bar is also shown when N ≥ 3000). ``kl_every``: record the exact KL every k steps (1 =
-    every step, costs one extra log pass per step). ``snapshot_every``: keep a copy of the
-    map every k steps in ``snapshots_`` (for animations). ``n_iter_without_progress`` and
-    ``min_grad_norm`` stop early as in scikit-learn (checked after the exaggeration phase).
+    ("auto" = max(N / α / 4, 50)), ``max_iter`` (total gradient steps; None = 1000),
+    ``init`` ("pca", "random" or an (N, d) array), ``random_state`` (seed for
+    ``init="random"``: None, an int, or a numpy ``RandomState``/``Generator`` to draw one
+    from), ``device`` (None → ``xaicourse.device.current_device()``), ``verbose`` (progress bar
+    and summary; a bar is also shown when N ≥ 3000). ``kl_every``: record the exact KL every
+    k steps (1 = every step, costs one extra log pass per step). ``snapshot_every``: keep a
+    copy of the map every k steps in ``snapshots_`` (for animations).
+    ``n_iter_without_progress`` and ``min_grad_norm`` stop early as in scikit-learn (checked
+    after the exaggeration phase). ``tol``: entropy tolerance (nats) of the perplexity search.
     ``n_threads``: torch CPU threads during the fit (None: 1, which makes results identical
     across machines and is fastest on a busy machine; more threads can be faster on an idle
-    multi-core one, with results that depend on the thread count).
+    multi-core one, with results that depend on the thread count). ``n_iter``: deprecated
+    name of ``max_iter`` (scikit-learn renamed it in 1.5); it still works, with a
+    FutureWarning, and passing both is an error.
 
     After ``fit_transform(X)``: ``embedding_`` (N, d) float32 numpy, ``kl_divergence_``
     (final KL(P‖Q), float64, exact), ``n_iter_`` (steps run), ``kl_history_`` (list of
     (step, KL) — the un-exaggerated KL even during early exaggeration), ``P_`` (the joint
     probabilities, torch float32), ``betas_`` (the precisions β_i = 1/2σ_i²),
-    ``learning_rate_``, ``snapshots_``.
+    ``learning_rate_``, ``snapshots_``, ``n_features_in_``.
 
     Only the Student-t kernel with one degree of freedom (the paper's choice) is
     implemented; scikit-learn uses max(d − 1, 1), so the two differ for d ≥ 3.
     """
 
     def __init__(self, n_components: int = 2, perplexity: float = 30.0, early_exaggeration: float = 12.0,
-                 learning_rate="auto", n_iter: int = 1000, init="pca", random_state=None, device=None,
+                 learning_rate="auto", max_iter: int | None = None, init="pca", random_state=None, device=None,
                  verbose: bool = False, *, exaggeration_iter: int = 250, kl_every: int = 1,
                  snapshot_every: int = 0, n_iter_without_progress: int = 300, min_grad_norm: float = 1e-7,
-                 tol: float = 1e-5, n_threads: int | None = None):
+                 tol: float = 1e-5, n_threads: int | None = None, n_iter="deprecated"):
         self.n_components = n_components
         self.perplexity = perplexity
         self.early_exaggeration = early_exaggeration
         self.learning_rate = learning_rate
-        self.n_iter = n_iter
+        self.max_iter = max_iter
         self.init = init
         self.random_state = random_state
         self.device = device
@@ -416,37 +423,29 @@ class TSNE:
         self.min_grad_norm = min_grad_norm
         self.tol = tol
         self.n_threads = n_threads
+        self.n_iter = n_iter
 
-    def __repr__(self):
-        return (f"TSNE(n_components={self.n_components}, perplexity={self.perplexity}, "
-                f"early_exaggeration={self.early_exaggeration}, learning_rate={self.learning_rate!r}, "
-                f"n_iter={self.n_iter}, init={'array' if not isinstance(self.init, str) else repr(self.init)}, "
-                f"random_state={self.random_state})")
+    # -- validation (in fit: the parameters are never changed, the checked values go to _fit)
+    def _check_max_iter(self) -> int:
+        """max_iter, or the deprecated n_iter (FutureWarning); both given → ValueError."""
+        if isinstance(self.n_iter, str) and self.n_iter == "deprecated":
+            return 1000 if self.max_iter is None else check_int("max_iter", self.max_iter, min=1)
+        if self.max_iter is not None:
+            raise ValueError(f"both max_iter={self.max_iter!r} and n_iter={self.n_iter!r} were given; n_iter is "
+                             "the deprecated name of max_iter: pass only max_iter")
+        warnings.warn("n_iter was renamed max_iter (as in scikit-learn ≥ 1.5) and will be removed: pass "
+                      "max_iter instead", FutureWarning, stacklevel=5)  # → the caller of fit
+        return check_int("n_iter", self.n_iter, min=1)
 
-    # -- validation
-    def _validate(self, X) -> torch.Tensor:
-        def pos_int(name, v, minimum=1):
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
-                raise ValueError(f"{name} must be an int ≥ {minimum}, got {v!r}")
-
-        pos_int("n_components", self.n_components)
-        pos_int("n_iter", self.n_iter)
-        pos_int("exaggeration_iter", self.exaggeration_iter, 0)
-        pos_int("kl_every", self.kl_every)
-        pos_int("snapshot_every", self.snapshot_every, 0)
-        pos_int("n_iter_without_progress", self.n_iter_without_progress)
-        if self.n_threads is not None:
-            pos_int("n_threads", self.n_threads)
-        if isinstance(self.early_exaggeration, bool) or not isinstance(self.early_exaggeration, numbers.Real) \
-                or not self.early_exaggeration >= 1:
-            raise ValueError(f"early_exaggeration must be a number ≥ 1, got {self.early_exaggeration!r}")
-        lr = self.learning_rate
-        if not (lr == "auto" or (isinstance(lr, numbers.Real) and not isinstance(lr, bool) and lr > 0)):
-            raise ValueError(f"learning_rate must be 'auto' or a positive number, got {lr!r}")
-        X = _as_tensor(X, "X")
-        n = X.shape[0]
+    def _validate(self, X):
+        """(X as a checked tensor, a dict of checked hyper-parameters)."""
+        X = _matrix("X", X)
+        n, f = X.shape
+        if f == 0:  # before anything else: no init can make up for missing features
+            raise ValueError(f"X has 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is required: "
+                             "t-SNE needs at least one feature (column) per sample")
         if n < 4:
-            raise ValueError(f"X must have at least 4 samples (rows), got {n}")
+            raise ValueError(f"X must have at least 4 samples (rows), got n_samples = {n} (shape={tuple(X.shape)})")
         if n > MAX_SAMPLES:
             gb = 12 * n * n / 1e9
             raise ValueError(
@@ -454,81 +453,136 @@ class TSNE:
                 f"MAX_SAMPLES = {MAX_SAMPLES}. Use an approximate method: "
                 "sklearn.manifold.TSNE(method='barnes_hut') or openTSNE (FFT-accelerated), "
                 "or subsample X.")
-        _check_perplexity(self.perplexity, n)
+        cfg = dict(
+            max_iter=self._check_max_iter(),
+            n_components=check_int("n_components", self.n_components, min=1),
+            exaggeration_iter=check_int("exaggeration_iter", self.exaggeration_iter, min=0),
+            kl_every=check_int("kl_every", self.kl_every, min=1),
+            snapshot_every=check_int("snapshot_every", self.snapshot_every, min=0),
+            n_iter_without_progress=check_int("n_iter_without_progress", self.n_iter_without_progress, min=1),
+            n_threads=None if self.n_threads is None else check_int("n_threads", self.n_threads, min=1),
+            early_exaggeration=check_real("early_exaggeration", self.early_exaggeration, min=1.0),
+            min_grad_norm=check_real("min_grad_norm", self.min_grad_norm, min=0.0),
+            tol=check_real("tol", self.tol, min=0.0, min_inclusive=False),
+            perplexity=_check_perplexity(self.perplexity, n),
+        )
+        lr = self.learning_rate
+        if isinstance(lr, str):
+            if lr != "auto":
+                raise ValueError(f"learning_rate must be 'auto' or a positive number, got {lr!r}")
+        else:
+            try:
+                lr = check_real("learning_rate", lr, min=0.0, min_inclusive=False)
+            except TypeError as err:
+                raise TypeError(f"learning_rate must be 'auto' or a positive number, got {lr!r}") from err
+        cfg["learning_rate"] = lr
+        d = cfg["n_components"]
         if isinstance(self.init, str):
             if self.init not in ("pca", "random"):
                 raise ValueError(f"init must be 'pca', 'random' or an (N, n_components) array, got {self.init!r}")
+            if self.init == "pca" and d > min(n, f):
+                raise ValueError(f"n_components must be ≤ min(n_samples, n_features) = {min(n, f)} for "
+                                 f"init='pca', got {d}; use init='random' for a map with more dimensions")
         else:
-            Y0 = _as_tensor(self.init, "init")
-            if tuple(Y0.shape) != (n, self.n_components):
-                raise ValueError(f"init must have shape (n_samples, n_components) = {(n, self.n_components)}, "
+            Y0 = _matrix("init", self.init)
+            if tuple(Y0.shape) != (n, d):
+                raise ValueError(f"init must have shape (n_samples, n_components) = {(n, d)}, "
                                  f"got {tuple(Y0.shape)}")
-        return X
+        rs = self.random_state
+        if rs is not None and not isinstance(rs, (np.random.RandomState, np.random.Generator)):
+            check_int("random_state", rs, min=0)
+        return X, cfg
 
-    def _initial_map(self, X: torch.Tensor, dev) -> torch.Tensor:
-        n, d = X.shape[0], self.n_components
+    def _seed(self) -> int | None:
+        rs = self.random_state
+        if rs is None:
+            return None
+        if isinstance(rs, np.random.RandomState):
+            return int(rs.randint(2 ** 31 - 1))
+        if isinstance(rs, np.random.Generator):
+            return int(rs.integers(2 ** 31 - 1))
+        return int(rs)
+
+    def _initial_map(self, X: torch.Tensor, d: int, dev) -> torch.Tensor:
+        n = X.shape[0]
         if not isinstance(self.init, str):
-            return _as_tensor(self.init, "init").to(dev, torch.float32).clone()
+            return _matrix("init", self.init).to(dev, torch.float32).clone()
         if self.init == "pca":
             return pca_init(X, d).to(dev, torch.float32)
         g = torch.Generator()
-        if self.random_state is None:
+        seed = self._seed()
+        if seed is None:
             g.seed()
         else:
-            g.manual_seed(int(self.random_state))
+            g.manual_seed(seed)
         return (1e-4 * torch.randn(n, d, generator=g)).to(dev, torch.float32)
 
     # -- the algorithm
     def fit_transform(self, X, y=None) -> np.ndarray:
-        """Embed X (N, F) → (N, n_components) float32 numpy array (also ``embedding_``)."""
+        """Embed X (N, F) → (N, n_components) float32 numpy array (also ``embedding_``).
+
+        X: a tensor or array-like of real numbers (integers, object arrays of numbers are
+        converted); ``y`` is ignored (scikit-learn's signature).
+        """
+        return self._run(X)
+
+    def fit(self, X, y=None):
+        """Fit and return self (the map is in ``embedding_``)."""
+        self._run(X)
+        return self
+
+    def _run(self, X) -> np.ndarray:
         from .device import current_device, get_device
 
-        X = self._validate(X)
+        X, cfg = self._validate(X)
         dev = current_device() if self.device is None else get_device(self.device)
         # One CPU thread by default: the result is then the same on every machine (the
         # rounding of parallel sums depends on the thread count, and t-SNE amplifies it), and
         # on a busy machine extra threads stall each other (we measured 3-10× slowdowns).
-        k = self.n_threads
+        k = cfg["n_threads"]
         if k is None and dev.type == "cpu":
             k = 1
-        with _torch_threads(k):
-            return self._fit(X, dev)
+        with torch_threads(k):
+            return self._fit(X, dev, cfg)
 
-    def _fit(self, X: torch.Tensor, dev: torch.device) -> np.ndarray:
+    def _fit(self, X: torch.Tensor, dev: torch.device, cfg: dict) -> np.ndarray:
         n = X.shape[0]
+        self.n_features_in_ = X.shape[1]
+        max_iter = cfg["max_iter"]
         wide = _wide_dtype(dev)
         Xw = X.to(dev, wide)
 
         # input affinities: P (float32, kept for the whole run). Distances are computed in
         # float64 row blocks and stored in float32 (as scikit-learn does); the perplexity
         # search upcasts each block again. Peak: two float32 N×N matrices at a time.
-        P, self.betas_ = _joint_from_data(Xw, self.perplexity, self.tol)
+        P, self.betas_ = _joint_from_data(Xw, cfg["perplexity"], cfg["tol"])
         rows = max(1, _ROW_BLOCK_ELEMENTS // n)
         plogp = sum(torch.special.xlogy(b.double(), b.double()).sum().item() for b in P.split(rows))
         self.P_ = P
 
-        Y = self._initial_map(X, dev)
-        self.learning_rate_ = (max(n / self.early_exaggeration / 4.0, 50.0) if self.learning_rate == "auto"
-                               else float(self.learning_rate))
+        Y = self._initial_map(X, cfg["n_components"], dev)
+        ex = cfg["early_exaggeration"]
+        self.learning_rate_ = (max(n / ex / 4.0, 50.0) if cfg["learning_rate"] == "auto"
+                               else cfg["learning_rate"])
         eta = self.learning_rate_
         step = _Step(P)
         update = torch.zeros_like(Y)
         gains = torch.ones_like(Y)
         self.kl_history_, self.snapshots_ = [], []
         best_kl, best_it = math.inf, 0
-        n_ex = min(self.exaggeration_iter, self.n_iter)
+        n_ex = min(cfg["exaggeration_iter"], max_iter)
         show = bool(self.verbose) or n >= 3000
-        bar = tqdm(range(self.n_iter), desc=f"t-SNE N={n}", disable=not show, leave=False)
+        bar = tqdm(range(max_iter), desc=f"t-SNE N={n}", disable=not show, leave=False)
         it = 0
         for it in bar:
             exploring = it < n_ex
             if it == n_ex:  # new phase: as scikit-learn, restart momentum and gains
                 update.zero_()
                 gains.fill_(1.0)
-            alpha = self.early_exaggeration if exploring else 1.0
+            alpha = ex if exploring else 1.0
             momentum = 0.5 if exploring else 0.8
             grad = step.grad(Y, alpha)
-            record = (it + 1) % self.kl_every == 0 or it == self.n_iter - 1
+            record = (it + 1) % cfg["kl_every"] == 0 or it == max_iter - 1
             if record:
                 kl = step.kl(plogp)
                 if not math.isfinite(kl):
@@ -540,7 +594,7 @@ class TSNE:
             grad.mul_(gains)
             update.mul_(momentum).sub_(eta * grad)
             Y.add_(update)
-            if self.snapshot_every and (it + 1) % self.snapshot_every == 0:
+            if cfg["snapshot_every"] and (it + 1) % cfg["snapshot_every"] == 0:
                 self.snapshots_.append((it + 1, Y.detach().cpu().numpy().copy()))
             if record and show and (it + 1) % 50 == 0:
                 bar.set_postfix(KL=f"{kl:.4f}", refresh=False)
@@ -548,9 +602,9 @@ class TSNE:
                 if record:
                     if kl < best_kl:
                         best_kl, best_it = kl, it
-                    elif it - best_it > self.n_iter_without_progress:
+                    elif it - best_it > cfg["n_iter_without_progress"]:
                         break
-                if grad.norm().item() <= self.min_grad_norm:
+                if grad.norm().item() <= cfg["min_grad_norm"]:
                     break
         bar.close()
         self.n_iter_ = it + 1
@@ -558,11 +612,6 @@ class TSNE:
         self.embedding_ = Y.cpu().numpy()
         self.kl_divergence_ = _exact_kl(P, Y)
         if self.verbose:
-            print(f"[t-SNE] N={n}, perplexity={self.perplexity}: KL = {self.kl_divergence_:.4f} after "
+            print(f"[t-SNE] N={n}, perplexity={cfg['perplexity']}: KL = {self.kl_divergence_:.4f} after "
                   f"{self.n_iter_} steps (learning rate {eta:.1f}, device {dev})")
         return self.embedding_
-
-    def fit(self, X, y=None):
-        """Fit and return self (the map is in ``embedding_``)."""
-        self.fit_transform(X)
-        return self
