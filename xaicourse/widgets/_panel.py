@@ -51,6 +51,9 @@ class Panel(w.VBox):
         every change (``enable``), so a control that does not apply is greyed out.
     header: optional HTML shown above the controls; extras: {name: widget} shown next to the
         readout (e.g. a meter the draw function updates), available as attributes too.
+
+    After a draw: ``state`` (a ``State``), ``figures`` (its matplotlib figures, closed but
+    inspectable, e.g. their titles). ``hold()`` batches several control changes into one redraw.
     """
 
     def __init__(self, controls: dict, draw, rows=None, readout: bool = False, on_change=None,
@@ -67,6 +70,7 @@ class Panel(w.VBox):
         self.output = w.Output()
         self.readout = w.HTML() if readout else None
         self.state = None
+        self.figures = []  # the last draw's matplotlib figures (closed; kept for inspection)
         for c in self.controls.values():
             if hasattr(c, "style") and hasattr(c.style, "description_width"):
                 c.style.description_width = "initial"
@@ -99,20 +103,25 @@ class Panel(w.VBox):
 
     @contextlib.contextmanager
     def hold(self):
-        """Change several controls without a redraw per change (one redraw is up to the caller)."""
+        """Change several controls without a redraw per change; call ``redraw()`` after.
+
+        ``on_change`` is not called for changes made while holding; ``enabled_when`` rules
+        are applied when the (outermost) block ends.
+        """
         old, self._holding = self._holding, True
         try:
             yield self
         finally:
             self._holding = old
+            if not old:
+                self._apply_rules()
 
     def _changed(self, name, change):
         if self._holding:
             return
-        with self.hold():
+        with self.hold():  # applies the enabled_when rules on exit
             if self._on_change is not None:
                 self._on_change(name, change)
-            self._apply_rules()
         # In a notebook, an error is shown in the output area (Output swallows it there);
         # outside IPython (tests) it propagates.
         with self.output:
@@ -137,14 +146,14 @@ class Panel(w.VBox):
                 if n not in before:
                     plt.close(n)
             raise
-        new = [n for n in plt.get_fignums() if n not in before]
+        figures = [plt.figure(n) for n in plt.get_fignums() if n not in before]
         state = State(result) if isinstance(result, dict) else result
         with self.output:
             self.output.clear_output(wait=True)
-            for num in new:
-                display(plt.figure(num))
-                plt.close(num)
-        self.state = state
+            for fig in figures:
+                display(fig)
+                plt.close(fig)
+        self.state, self.figures = state, figures
         if self.readout is not None and isinstance(state, dict) and "readout" in state:
             self.readout.value = str(state["readout"])
         return state

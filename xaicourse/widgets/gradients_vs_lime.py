@@ -87,14 +87,15 @@ def attribution_panel(model, images: torch.Tensor, labels, layer: str = "relu3",
 
 
 def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int = 4, k: int = 5,
-               **lime_options) -> Panel:
+               num_samples: int = 200, kernel_width: float = 0.25, **lime_options) -> Panel:
     """LIME kernel width, number of samples and a stability meter for one image x (C, H, W).
 
     Shows the LIME map (``lime_explain``, seed 0; coefficients painted on the superpixels), the
     histogram of the sample weights π_i = exp(−d_i²/σ²) for the chosen kernel width σ, and the
     top-k agreement across ``n_seeds`` sampling seeds (``lime_stability``). ``lime_options``
     (e.g. output="logit", hide=0.0) go to ``lime_explain``; segments: (H, W) superpixel ids
-    (default: 2×2 grid cells for images ≤ 8 px wide, else ~40 SLIC superpixels).
+    (default: 2×2 grid cells for images ≤ 8 px wide, else ~40 SLIC superpixels);
+    num_samples, kernel_width: the sliders' start values.
 
     Controls: "kernel_width", "samples"; extras: "meter" (the agreement). ``panel.state``:
     kernel_width, num_samples, explanation (``LimeExplanation``), agreement, tops, score,
@@ -110,9 +111,9 @@ def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int 
         segments = (segment_image(x, "grid", cell=2) if x.shape[-1] <= 8
                     else segment_image(x, "slic", n_segments=40))
     controls = dict(
-        kernel_width=w.FloatLogSlider(value=0.25, base=10, min=-1.5, max=1, step=0.1, description="kernel width",
+        kernel_width=w.FloatLogSlider(value=kernel_width, base=10, min=-1.5, max=1, step=0.1, description="kernel width",
                                       continuous_update=False),
-        samples=w.IntSlider(value=200, min=20, max=1000, step=20, description="samples",
+        samples=w.IntSlider(value=num_samples, min=20, max=1000, step=20, description="samples",
                             continuous_update=False),
     )
     meter = w.FloatProgress(value=0, min=0, max=1, description=f"top-{k} agree")
