@@ -74,6 +74,8 @@ class Panel(w.VBox):
         for c in self.controls.values():
             if hasattr(c, "style") and hasattr(c.style, "description_width"):
                 c.style.description_width = "initial"
+            if isinstance(c, w.Checkbox):
+                c.indent = False  # no empty label column in front of the box
         rows = rows or [list(self.controls)]
         placed = [n for row in rows for n in row]
         missing = [n for n in self.controls if n not in placed]
