@@ -8,7 +8,6 @@ import contextlib
 import copy
 import csv
 import textwrap
-import unittest.mock
 
 import nbformat
 import pytest
@@ -170,13 +169,10 @@ def test_library_call_answers_are_right_but_forbidden(notebook_state, monkeypatc
         exec(compile(tests, "<tests>", "exec"), dict(ns))
     # the same tests with nothing switched off: the answer itself is correct
     monkeypatch.setattr(xaicourse.grading, "forbid", lambda *a, **k: contextlib.nullcontext())
-    monkeypatch.setattr(unittest.mock.patch, "object", lambda *a, **k: contextlib.nullcontext())
+    monkeypatch.setattr(xaicourse.grading, "_SNAPSHOT", None)  # the integrity check re-baselines
     exec(compile(tests, "<tests>", "exec"), dict(ns))
 
 
-@pytest.mark.xfail(strict=True, reason="known hole, for the lead: forbid cannot swap a compiled (Cython) "
-                   "function, and the hidden test patches only its module attribute, so a name imported "
-                   "with `from sklearn.manifold._utils import _binary_search_perplexity` still works")
 def test_compiled_search_imported_by_name_is_forbidden(notebook_state):
     nb, ns = notebook_state
     answer = "from sklearn.manifold._utils import _binary_search_perplexity as _bsp\n" + textwrap.dedent(

@@ -61,7 +61,7 @@ def forbidden_code(fn: types.FunctionType, name: str, reason: str = "") -> types
 
 
 def _functions(obj):
-    """The Python functions whose code must be swapped to switch ``obj`` off."""
+    """The Python functions whose code must be swapped to switch ``obj`` off ([] for a compiled one)."""
     if isinstance(obj, (classmethod, staticmethod)):
         obj = obj.__func__
     if isinstance(obj, types.MethodType):
@@ -79,8 +79,10 @@ def _functions(obj):
             raise TypeError(f"cannot forbid {describe(obj)}: it defines no Python methods of its own")
         return found
     if not isinstance(obj, types.FunctionType):
+        if callable(obj) and getattr(obj, "__module__", None) not in (None, "builtins"):
+            return []  # compiled (C / Cython): switched off by rebinding every reference instead
         raise TypeError(f"cannot forbid {describe(obj)} ({type(obj).__name__}): only Python functions, "
-                        "methods and classes have code that can be swapped")
+                        "methods, classes and compiled functions of a library module can be switched off")
     chain, seen = [], set()
     while isinstance(obj, types.FunctionType) and id(obj) not in seen:
         seen.add(id(obj))
@@ -89,26 +91,51 @@ def _functions(obj):
     return chain
 
 
+def _rebind_everywhere(obj, replacement) -> list:
+    """Replace every reference to the compiled function ``obj`` held by a namespace dict (module
+    globals, the notebook's namespace, class bodies) by ``replacement``; return what to undo."""
+    import gc
+
+    undo = []
+    for ref in gc.get_referrers(obj):
+        if isinstance(ref, dict):
+            for k, v in list(ref.items()):
+                if v is obj and isinstance(k, str):
+                    ref[k] = replacement
+                    undo.append((ref, k))
+    return undo
+
+
 @contextlib.contextmanager
 def forbid(*targets, reason: str = ""):
-    """Within the block, calling any of ``targets`` (functions, methods or classes, however they
-    were imported or aliased) raises ``ForbiddenCall``; their code is restored on exit.
+    """Within the block, calling any of ``targets`` (functions, methods, classes or compiled
+    functions, however they were imported or aliased) raises ``ForbiddenCall``; restored on exit.
 
+    Python functions get their code object swapped (every alias runs the swapped code); a compiled
+    function has no code to swap, so every namespace entry that refers to it is rebound instead.
     reason: a short note shown in the error (e.g. "the task rules out autograd").
     """
     if not targets:
         raise ValueError("forbid needs at least one function or class")
-    swapped = []
+    swapped, rebound = [], []
     try:
         for target in targets:
             name = describe(target)
-            for fn in _functions(target):
+            fns = _functions(target)
+            for fn in fns:
                 swapped.append((fn, fn.__code__))
                 fn.__code__ = forbidden_code(fn, name, reason)
+            if not fns:
+                def _compiled_forbidden(*args, _name=name, **kwargs):
+                    _refuse(_name, reason)
+                rebound.append((target, _rebind_everywhere(target, _compiled_forbidden)))
         yield
     finally:
         for fn, code in reversed(swapped):
             fn.__code__ = code
+        for target, undo in rebound:
+            for ref, k in undo:
+                ref[k] = target
 
 
 # ----------------------------------------------------------------------------- integrity

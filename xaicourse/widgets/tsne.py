@@ -1,13 +1,13 @@
 """Lecture 02 (t-SNE): perplexity and iteration sliders over t-SNE maps."""
 from __future__ import annotations
 
-import inspect
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .._validate import check_int
 from ._panel import Panel
 
 __all__ = ["tsne_panel"]
@@ -15,15 +15,6 @@ __all__ = ["tsne_panel"]
 CAVEATS = ("<small>Caveats: cluster <i>sizes</i> and the <i>distances between</i> clusters in a t-SNE map "
            "carry little meaning; the picture changes with perplexity (and seed). Early steps (≤ 250) are "
            "under early exaggeration.</small>")
-
-
-def _iterations_keyword(TSNE) -> str:
-    """"max_iter" if this TSNE takes it (sklearn ≥ 1.5 spelling), else the older "n_iter"."""
-    try:
-        params = TSNE().get_params()
-    except AttributeError:
-        params = inspect.signature(TSNE).parameters
-    return "max_iter" if "max_iter" in params else "n_iter"
 
 
 def tsne_panel(X, labels, perplexities=(2, 5, 10, 30, 50), perplexity=30, n_iter: int | None = None,
@@ -48,10 +39,8 @@ def tsne_panel(X, labels, perplexities=(2, 5, 10, 30, 50), perplexity=30, n_iter
     if max_iter is not None and n_iter is not None and max_iter != n_iter:
         raise ValueError(f"give max_iter or its old name n_iter, not both ({max_iter} vs {n_iter})")
     iters = max_iter if max_iter is not None else (n_iter if n_iter is not None else 500)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"max_iter must be a positive int, got {iters!r}")
-    if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or not 1 <= snapshot_every <= iters:
-        raise ValueError(f"snapshot_every must be an int in [1, max_iter={iters}], got {snapshot_every!r}")
+    iters = check_int("max_iter", iters, min=1)
+    snapshot_every = check_int("snapshot_every", snapshot_every, min=1, max=iters)
     Xn = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
     Xn = Xn.reshape(len(Xn), -1)
     lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
@@ -62,14 +51,13 @@ def tsne_panel(X, labels, perplexities=(2, 5, 10, 30, 50), perplexity=30, n_iter
         raise ValueError(f"perplexities must contain a value below n_samples − 1 = {len(Xn) - 1}")
     if perplexity not in options:
         perplexity = options[len(options) // 2]
-    iter_kw = _iterations_keyword(TSNE)
     last = iters - iters % snapshot_every  # the last step that has a snapshot
     runs = {}
 
     def run(p):
         if p not in runs:  # device=None: the notebook's current device
             runs[p] = TSNE(perplexity=float(p), init="pca", random_state=seed, snapshot_every=snapshot_every,
-                           **{iter_kw: iters}).fit(Xn)
+                           max_iter=iters).fit(Xn)
         return runs[p]
 
     controls = dict(
