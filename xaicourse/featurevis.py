@@ -107,7 +107,6 @@ class Objective:
         return f"{where}[{self.channel}]{pos}{sq}{red}"
 
 
-
 def class_logit(k: int, squared: bool = False) -> Objective:
     """The logit of class ``k`` (the model's output, column k)."""
     return Objective(None, k, squared=squared)
@@ -170,7 +169,8 @@ def evaluate_objective(model: nn.Module, objective, x: torch.Tensor) -> torch.Te
 
     ``objective``: one objective (applied to every image) or a list of N (image n gets
     objective n). Layers are read with forward hooks (``_torch.capture``) in a single forward
-    pass; the model is used as it is (mode and device unchanged), x must be on its device.
+    pass; the model is used as it is (mode and device unchanged) and x is checked
+    (``_torch.check_inputs``: float, finite, the model's channels) and moved to its device.
     """
     _torch.check_model(model)
     objs = _as_objectives(objective)
