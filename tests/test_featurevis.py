@@ -1,5 +1,6 @@
-"""Tests for xaicourse.featurevis: TV and its gradient, the Lp projections, objectives,
-activation maximisation on the course CNNs, dataset examples, and the opt-in loader."""
+"""Tests for xaicourse.featurevis: TV and its gradient, the Lp projections and ascent step
+(xaicourse.constraints), objectives, activation maximisation on the course CNNs, dataset
+examples, the device rule, input validation, and the opt-in loader (xaicourse.models)."""
 import math
 import socket
 
@@ -7,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from xaicourse import constraints as cs
+from xaicourse import device as xdevice
 from xaicourse import featurevis as fv
-from xaicourse.models import SmallCNN, course_model
+from xaicourse.models import SmallCNN, course_model, load_pretrained
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +102,11 @@ def test_total_variation_validates():
 def test_projection_is_feasible_idempotent_and_keeps_inside_points(p):
     g = torch.Generator().manual_seed(2)
     y = 0.5 + 2.0 * torch.randn(6, 3, 5, 5, generator=g, dtype=torch.float64)
-    x = fv.project_lp(y, 1.5, p, center=0.5)
-    assert (fv.lp_norm(x, p, 0.5) <= 1.5 + 1e-9).all()
-    assert torch.allclose(fv.project_lp(x, 1.5, p, center=0.5), x)
+    x = cs.project_lp(y, 1.5, p, center=0.5)
+    assert (cs.lp_norm(x, p, 0.5) <= 1.5 + 1e-9).all()
+    assert torch.allclose(cs.project_lp(x, 1.5, p, center=0.5), x)
     inside = 0.5 + 0.01 * torch.randn(2, 3, 5, 5, generator=g, dtype=torch.float64)
-    assert torch.equal(fv.project_lp(inside, 1.5, p, center=0.5), inside)
+    assert torch.equal(cs.project_lp(inside, 1.5, p, center=0.5), inside)
     if p == 2:  # along the ray through the centre
         d, dy = (x - 0.5).flatten(1), (y - 0.5).flatten(1)
         cos = (d * dy).sum(1) / (d.norm(dim=1) * dy.norm(dim=1))
@@ -118,8 +121,8 @@ def test_projection_onto_ball_and_box_is_the_exact_qp_solution():
     g = torch.Generator().manual_seed(3)
     y = 0.5 + 0.8 * torch.randn(4, 1, 4, 4, generator=g, dtype=torch.float64)
     r = 1.0
-    x = fv.project_lp(y, r, 2, center=0.5, clamp=(0.0, 1.0))
-    assert (x >= 0).all() and (x <= 1).all() and (fv.lp_norm(x, 2, 0.5) <= r + 1e-12).all()
+    x = cs.project_lp(y, r, 2, center=0.5, clamp=(0.0, 1.0))
+    assert (x >= 0).all() and (x <= 1).all() and (cs.lp_norm(x, 2, 0.5) <= r + 1e-12).all()
     for n in range(4):
         yn = y[n].flatten().numpy()
         res = minimize(lambda z: ((z - yn) ** 2).sum(), np.full(16, 0.5), method="SLSQP",
@@ -133,18 +136,71 @@ def test_ascent_step_directions():
     x = 0.5 + 0.01 * torch.randn(2, 1, 6, 6, generator=g, dtype=torch.float64)
     grad = torch.randn(2, 1, 6, 6, generator=g, dtype=torch.float64)
     # p = inf: a signed step of size eta per pixel (FGSM-like), inside the box here
-    x_inf = fv.ascent_step(x, grad, 0.1, radius=0.5, p="inf", center=0.5)
+    x_inf = cs.ascent_step(x, grad, 0.1, radius=0.5, p="inf", center=0.5)
     assert torch.allclose(x_inf, x + 0.1 * grad.sign())
     # p = 2: the step has Euclidean length eta and points along the gradient
-    x_2 = fv.ascent_step(x, grad, 0.3, radius=10.0, p=2, center=0.5)
+    x_2 = cs.ascent_step(x, grad, 0.3, radius=10.0, p=2, center=0.5)
     step = (x_2 - x).flatten(1)
     assert torch.allclose(step.norm(dim=1), torch.full((2,), 0.3, dtype=torch.float64))
     assert torch.allclose(step, 0.3 * grad.flatten(1) / grad.flatten(1).norm(dim=1, keepdim=True))
     # a zero gradient does not move (no NaN)
-    assert torch.equal(fv.ascent_step(x, torch.zeros_like(x), 0.3, 10.0, 2, 0.5), x)
+    assert torch.equal(cs.ascent_step(x, torch.zeros_like(x), 0.3, 10.0, 2, 0.5), x)
     # and a large step is projected back onto the ball
-    far = fv.ascent_step(x, grad, 100.0, radius=2.0, p=2, center=0.5)
-    assert (fv.lp_norm(far, 2, 0.5) <= 2.0 + 1e-9).all()
+    far = cs.ascent_step(x, grad, 100.0, radius=2.0, p=2, center=0.5)
+    assert (cs.lp_norm(far, 2, 0.5) <= 2.0 + 1e-9).all()
+
+
+def test_projection_with_a_tensor_center_and_box():
+    """The ball may be centred on a tensor (e.g. the original images of an attack, lecture 09)."""
+    from scipy.optimize import minimize
+
+    g = torch.Generator().manual_seed(13)
+    c = 0.2 + 0.6 * torch.rand(3, 1, 3, 3, generator=g, dtype=torch.float64)   # centres inside [0, 1]
+    y = c + 0.7 * torch.randn(3, 1, 3, 3, generator=g, dtype=torch.float64)
+    x_inf = cs.project_lp(y, 0.25, "inf", center=c, clamp=(0.0, 1.0))
+    assert torch.equal(x_inf, torch.minimum(torch.maximum(y, c - 0.25), c + 0.25).clamp(0, 1))
+    r = 0.6
+    x2 = cs.project_lp(y, r, 2, center=c, clamp=(0.0, 1.0))
+    assert (cs.lp_norm(x2, 2, c) <= r + 1e-12).all()
+    for n in range(3):
+        yn, cn = y[n].flatten().numpy(), c[n].flatten().numpy()
+        res = minimize(lambda z: ((z - yn) ** 2).sum(), cn, method="SLSQP", bounds=[(0, 1)] * 9,
+                       options={"ftol": 1e-14, "maxiter": 500},
+                       constraints=[{"type": "ineq", "fun": lambda z: r ** 2 - ((z - cn) ** 2).sum()}])
+        np.testing.assert_allclose(x2[n].flatten().numpy(), res.x, atol=1e-6)
+    # one centre for the whole batch broadcasts; a centre of another shape does not
+    assert torch.allclose(cs.project_lp(y, r, 2, center=c[0]), c[0] + cs.project_lp(y - c[0], r, 2))
+    with pytest.raises(ValueError, match="center must be a scalar or broadcastable"):
+        cs.project_lp(y, r, 2, center=torch.zeros(2, 1, 3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="center .* must lie inside clamp"):
+        cs.project_lp(y, r, 2, center=c + 1.0, clamp=(0.0, 1.0))
+
+
+def test_constraints_reject_nan_inf_and_bad_steps():
+    x = torch.full((2, 1, 4, 4), 0.5)
+    g = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    for bad in (float("nan"), float("inf")):
+        gb = g.clone()
+        gb[1, 0, 2, 2] = bad
+        for p in (2, "inf"):
+            with pytest.raises(ValueError, match="grad contains NaN or inf"):
+                cs.ascent_step(x, gb, 0.1, 0.5, p, 0.5)
+        with pytest.raises(ValueError, match="step_size must be a finite number"):
+            cs.ascent_step(x, g, bad, 0.5, 2, 0.5)
+        xb = x.clone()
+        xb[0, 0, 0, 0] = bad
+        with pytest.raises(ValueError, match="x contains NaN or inf"):
+            cs.project_lp(xb, 0.5, 2, 0.5)
+        with pytest.raises(ValueError, match="radius must be a positive"):
+            cs.project_lp(x, bad, 2, 0.5)
+    with pytest.raises(ValueError, match="step_size must be > 0"):
+        cs.ascent_step(x, g, 0.0, 0.5, 2, 0.5)
+    with pytest.raises(ValueError, match="grad must have the shape of x"):
+        cs.ascent_step(x, g[:1], 0.1, 0.5, 2, 0.5)
+    with pytest.raises(TypeError, match="radius must be a real number"):
+        cs.project_lp(x, "big", 2, 0.5)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        cs.lp_norm(np.zeros((2, 3)))
 
 
 # ------------------------------------------------------------------ objectives
@@ -179,7 +235,7 @@ def test_objectives_read_the_right_units(digits):
 def test_objective_validation_messages(digits):
     model, split = digits
     x = split.X_test[:2]
-    with pytest.raises(ValueError, match=r"unknown layer 'conv9'; valid layer names are: conv1, relu1, pool1"):
+    with pytest.raises(ValueError, match=r"layer 'conv9' is not in the model; valid layer names: conv1, relu1, pool1"):
         fv.evaluate_objective(model, fv.channel("conv9", 0), x)
     with pytest.raises(ValueError, match="channel 99 out of range: 'conv2' has 32 channels"):
         fv.evaluate_objective(model, fv.channel("conv2", 99), x)
@@ -203,7 +259,7 @@ def test_activation_maximization_validates_inputs(digits):
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="radius must be a positive"):
             fv.activation_maximization(model, 0, shp, radius=bad)
-    with pytest.raises(ValueError, match="unknown layer 'fc9'; valid layer names are: .*conv3.*fc2"):
+    with pytest.raises(ValueError, match="layer 'fc9' is not in the model; valid layer names: .*conv3.*fc2"):
         fv.activation_maximization(model, fv.channel("fc9", 0), shp, steps=2)
     with pytest.raises(ValueError, match="shape must be"):
         fv.activation_maximization(model, 0, (8, 8), steps=2)
@@ -213,6 +269,111 @@ def test_activation_maximization_validates_inputs(digits):
         fv.activation_maximization(model, 0, shp, center=2.0, clamp=(0, 1))
     with pytest.raises(ValueError, match="jitter must be"):
         fv.activation_maximization(model, 0, shp, jitter=-1)
+
+
+def test_activation_maximization_rejects_truncation_and_non_finite(digits):
+    model, split = digits
+    shp = split.image_shape
+    with pytest.raises(TypeError, match="steps must be an int"):
+        fv.activation_maximization(model, 0, shp, steps=2.5)
+    with pytest.raises(TypeError, match="jitter must be an int"):
+        fv.activation_maximization(model, 0, shp, steps=2, jitter=1.5)
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="lr must be a finite number"):
+            fv.activation_maximization(model, 0, shp, steps=2, lr=bad)
+        with pytest.raises(ValueError, match="tv_weight must be a finite number"):
+            fv.activation_maximization(model, 0, shp, steps=2, tv_weight=bad)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        fv.activation_maximization(model, 0, shp, steps=2, lr=0.0)
+    with pytest.raises(ValueError, match="tv_kind must be one of"):
+        fv.activation_maximization(model, 0, shp, steps=2, tv_kind="l1")
+    # a shape the model cannot take: 3 channels for the 1-channel digits CNN
+    with pytest.raises(ValueError, match="has 3 channels but the model's first layer takes 1"):
+        fv.activation_maximization(model, 0, (3, 8, 8), steps=2)
+
+
+def test_evaluate_objective_and_dataset_examples_check_the_batch(digits):
+    model, split = digits
+    X = split.X_test[:20]
+    with pytest.raises(ValueError, match="has 3 channels but the model's first layer takes 1"):
+        fv.evaluate_objective(model, 0, X.repeat(1, 3, 1, 1))
+    bad = X.clone()
+    bad[4, 0, 3, 3] = float("nan")
+    with pytest.raises(ValueError, match="dataset contains NaN or inf"):
+        fv.top_activating_examples(model, 0, bad, k=3)
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        fv.evaluate_objective(model, 0, bad)
+    for dtype in (torch.uint8, torch.int64):
+        with pytest.raises(TypeError, match=r"floating-point .* divide by 255"):
+            fv.top_activating_examples(model, 0, (X * 255).to(dtype), k=3)
+    with pytest.raises(ValueError, match="dataset has 3 channels but the model's first layer takes 1"):
+        fv.top_activating_examples(model, 0, X.repeat(1, 3, 1, 1), k=3)
+    with pytest.raises(TypeError, match="k must be an int"):
+        fv.top_activating_examples(model, 0, X, k=2.5)
+    with pytest.raises(ValueError, match="x must have 4 dimensions"):
+        fv.gaussian_blur(X[0], 1.0)
+
+
+def test_layer_sizes_match_the_modules(shapes):
+    model, split = shapes
+    sizes = fv.layer_sizes(model, split.X_test[0])
+    mods = dict(model.named_modules())
+    expect = {n: (m.out_channels if isinstance(m, torch.nn.Conv2d) else m.out_features)
+              for n, m in mods.items() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    assert sizes == {None: split.n_classes, **expect}
+    assert fv.layer_sizes(model, split.X_test[0], ["relu2"]) == {None: 4, "relu2": mods["conv2"].out_channels}
+    with pytest.raises(ValueError, match="layer 'conv7' is not in the model"):
+        fv.layer_sizes(model, split.X_test[0], ["conv7"])
+
+
+# ------------------------------------------------------------------ the device rule
+@pytest.fixture
+def cpu_device(monkeypatch):
+    """set_device("cpu") for one test; the notebook-wide device is restored afterwards."""
+    monkeypatch.setattr(xdevice, "_current", xdevice._current)
+    return xdevice.set_device("cpu")
+
+
+def _unavailable_device():
+    if not torch.cuda.is_available():
+        return "cuda"
+    if not xdevice._mps_available():
+        return "mps"
+    pytest.skip("every device kind is available: no way to make 'auto' fail")
+
+
+def test_device_none_means_current_device(cpu_device, monkeypatch, digits):
+    model, split = digits
+    # "auto" now asks for a device that is not there; device=None must follow set_device("cpu")
+    missing = _unavailable_device()
+    monkeypatch.setenv("XAICOURSE_DEVICE", missing)
+    with pytest.raises(RuntimeError):
+        xdevice.get_device(None)
+    assert xdevice.current_device() == torch.device("cpu")
+    r = fv.activation_maximization(model, [0, 1], split.image_shape, steps=5, p="inf", radius=0.5, center=0.5)
+    assert r.x.device.type == "cpu" and torch.isfinite(r.final_objective).all()
+    idx, vals = fv.top_activating_examples(model, 2, split.X_test, k=3)
+    with torch.no_grad():
+        assert torch.equal(idx, torch.argsort(model(split.X_test)[:, 2], descending=True)[:3])
+    assert next(model.parameters()).device.type == "cpu"
+    # an explicit device is honoured (and fails clearly when it is not there)
+    with pytest.raises(RuntimeError, match="not available"):
+        fv.activation_maximization(model, 0, split.image_shape, steps=2, device=missing)
+    with pytest.raises(RuntimeError, match="not available"):
+        fv.top_activating_examples(model, 0, split.X_test, k=2, device=missing)
+
+
+def test_dataset_examples_leave_the_model_as_found(cpu_device):
+    torch.manual_seed(1)
+    m = SmallCNN(1, 3, width=4).train()
+    X = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    idx, vals = fv.top_activating_examples(m, fv.channel("conv2", 1), X, k=4, batch_size=7)
+    assert m.training and all(mod.training for mod in m.modules())
+    m.eval()
+    with torch.no_grad():
+        ref = fv.evaluate_objective(m, fv.channel("conv2", 1), X)
+    assert torch.equal(idx, torch.argsort(ref, descending=True, stable=True)[:4])
+    assert torch.allclose(vals, ref[idx])
 
 
 # ------------------------------------------------------------------ on the course models
@@ -230,7 +391,7 @@ def test_constraint_holds_on_course_models(name, p, digits, shapes):
     r = fv.activation_maximization(model, objs, split.image_shape, steps=40, lr=0.2, p=p, radius=radius,
                                    center=0.5, jitter=1, blur_every=5, blur_sigma=0.5, seed=3, **kw)
     assert r.x.shape == (4,) + split.image_shape
-    assert (fv.lp_norm(r.x, p, center=0.5) <= radius + 1e-6).all()
+    assert (cs.lp_norm(r.x, p, center=0.5) <= radius + 1e-6).all()
     if p == 2:
         assert r.x.min() >= 0.0 and r.x.max() <= 1.0
     assert r.history["objective"].shape == (40, 4) and r.history["tv"].shape == (40, 4)
@@ -242,7 +403,7 @@ def test_constraint_holds_on_course_models(name, p, digits, shapes):
 def test_real_images_are_feasible_for_the_course_settings(digits, shapes):
     for name, (_, split) in (("digits", digits), ("shapes", shapes)):
         st = fv.course_settings(name)
-        assert (fv.lp_norm(split.X_train, st["p"], st["center"]) <= st["radius"] + 1e-6).all()
+        assert (cs.lp_norm(split.X_train, st["p"], st["center"]) <= st["radius"] + 1e-6).all()
     assert fv.data_radius(digits[1].X_train, 2) == pytest.approx(3.389, abs=0.01)
 
 
@@ -257,7 +418,7 @@ def test_optimised_input_beats_best_dataset_image_for_every_class(name, grids, d
         assert ratio > 1.0, f"class {c}: optimised logit {res.final_objective[c]:.2f} ≤ best real {best[0]:.2f}"
     # and it is a feasible image
     st = fv.course_settings(name)
-    assert (fv.lp_norm(res.x, st["p"], st["center"]) <= st["radius"] + 1e-6).all()
+    assert (cs.lp_norm(res.x, st["p"], st["center"]) <= st["radius"] + 1e-6).all()
 
 
 @pytest.mark.parametrize("name", ["digits", "shapes"])
@@ -284,7 +445,7 @@ def test_seeded_and_history(digits):
     assert torch.equal(a.x, b.x) and torch.equal(a.history["objective"], b.history["objective"])
     assert not torch.equal(a.x, c.x)
     # the recorded TV is the TV of the iterate
-    x0 = fv.project_lp(0.5 + 0.05 * torch.randn((2,) + split.image_shape, generator=torch.Generator().manual_seed(7)),
+    x0 = cs.project_lp(0.5 + 0.05 * torch.randn((2,) + split.image_shape, generator=torch.Generator().manual_seed(7)),
                        0.5, "inf", 0.5)
     assert torch.allclose(a.history["tv"][0], fv.total_variation(x0), atol=1e-5)
     # batch of restarts from a (B, C, H, W) shape and one objective
@@ -349,13 +510,13 @@ def test_tiny_model_on_cpu_leaves_model_unchanged():
 def test_pretrained_requires_opt_in(monkeypatch):
     monkeypatch.delenv("XAICOURSE_ALLOW_DOWNLOAD", raising=False)
     with pytest.raises(RuntimeError, match="allow_download=True"):
-        fv.load_pretrained("resnet18")
+        load_pretrained("resnet18")
     with pytest.raises(ValueError, match="source must be"):
-        fv.load_pretrained("resnet18", source="keras", allow_download=True)
+        load_pretrained("resnet18", source="keras", allow_download=True)
     with pytest.raises(ValueError, match="not a timm model"):
-        fv.load_pretrained("no_such_net", allow_download=True)
+        load_pretrained("no_such_net", allow_download=True)
     with pytest.raises(ValueError, match="not a torchvision model"):
-        fv.load_pretrained("no_such_net", source="torchvision", allow_download=True)
+        load_pretrained("no_such_net", source="torchvision", allow_download=True)
 
 
 @pytest.mark.parametrize("source", ["timm", "torchvision"])
@@ -374,7 +535,7 @@ def test_pretrained_fails_clearly_offline(source, monkeypatch, tmp_path):
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     with pytest.raises(RuntimeError, match=f"could not load pretrained weights for {source} model 'resnet18'.*"
                                            r"course_model\('digits'\|'shapes'\)"):
-        fv.load_pretrained("resnet18", source=source, allow_download=True)
+        load_pretrained("resnet18", source=source, allow_download=True)
 
 
 # ------------------------------------------------------------------ the lecture's widget

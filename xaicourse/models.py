@@ -386,3 +386,67 @@ def course_model(dataset: str = "digits", kind: str = "cnn", device=None, progre
 def clone_model(model: nn.Module) -> nn.Module:
     """A deep copy (for experiments that modify weights)."""
     return copy.deepcopy(model)
+
+
+# ------------------------------------------------------------------ opt-in pretrained models
+class Normalized(nn.Module):
+    """Wrap an ImageNet model so that it takes inputs in [0, 1]: (x − mean)/std → model."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.model((x - self.mean) / self.std)
+
+
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def load_pretrained(name: str = "resnet18", source: str = "timm", allow_download: bool = False) -> nn.Module:
+    """Opt-in: an ImageNet-pretrained model from timm or torchvision, taking inputs in [0, 1].
+
+    The course runs offline; this path needs the weights, which are downloaded on first use
+    (timm: Hugging Face Hub; torchvision: download.pytorch.org) and cached. You must opt in
+    with ``allow_download=True`` (or env ``XAICOURSE_ALLOW_DOWNLOAD=1``). When the weights are
+    neither cached nor downloadable a ``RuntimeError`` says so and what to do instead.
+    Layer names for objectives: ``"model." + name`` from ``model.model.named_modules()``.
+    """
+    if source not in ("timm", "torchvision"):
+        raise ValueError(f"source must be 'timm' or 'torchvision', got {source!r}")
+    if not (allow_download or os.environ.get("XAICOURSE_ALLOW_DOWNLOAD", "0") == "1"):
+        raise RuntimeError(
+            f"load_pretrained({name!r}) needs pretrained weights from the internet, and the course "
+            "is offline by default. Opt in with load_pretrained(..., allow_download=True) or set "
+            "XAICOURSE_ALLOW_DOWNLOAD=1; otherwise use xaicourse.models.course_model('digits'|'shapes').")
+    if source == "timm":
+        import timm
+
+        if not timm.is_model(name):
+            raise ValueError(f"name {name!r} is not a timm model; see timm.list_models(pretrained=True)")
+        where = "the Hugging Face Hub (huggingface.co)"
+
+        def build():
+            m = timm.create_model(name, pretrained=True)
+            cfg = getattr(m, "pretrained_cfg", {}) or {}
+            return m, cfg.get("mean", _IMAGENET_MEAN), cfg.get("std", _IMAGENET_STD)
+    else:
+        import torchvision
+
+        if name not in torchvision.models.list_models():
+            raise ValueError(f"name {name!r} is not a torchvision model; see torchvision.models.list_models()")
+        where = "download.pytorch.org"
+
+        def build():
+            return torchvision.models.get_model(name, weights="DEFAULT"), _IMAGENET_MEAN, _IMAGENET_STD
+    try:
+        model, mean, std = build()
+    except Exception as err:  # network errors come in many types (URLError, OSError, HF hub errors)
+        raise RuntimeError(
+            f"could not load pretrained weights for {source} model {name!r}: they are not in the local "
+            f"cache and downloading from {where} failed ({type(err).__name__}: {err}). "
+            "Connect to the internet once (weights are cached afterwards), or use the offline course "
+            "models: xaicourse.models.course_model('digits'|'shapes').") from err
+    return Normalized(model, mean, std).eval()
