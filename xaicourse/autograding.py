@@ -50,10 +50,9 @@ DOCKER_IMAGE = "xaicourse-grader"
 # ----------------------------------------------------------------------------- nbgrader config
 NBGRADER_CONFIG = '''c = get_config()
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}
-from nbgrader.preprocessors import (Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                    SaveAutoGrades, AssignLatePenalties, CheckCellMetadata, GetGrades,
-                                    ClearHiddenTests)
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (Execute, IgnorePattern, LimitOutput, SaveAutoGrades, AssignLatePenalties,
+                                    CheckCellMetadata, GetGrades, ClearHiddenTests)
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from xaicourse.autograding import StderrAsStdout, HideHiddenTestCode
 c.Autograde.autograde_preprocessors = [Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        StderrAsStdout, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
@@ -367,10 +366,7 @@ def sandbox_command(kind: str, argv: list[str], course: Path, root: Path, hide=(
             cmd += ["--ro-bind", str(p), str(p)]
         if cache is not None and cache.exists():
             cmd += ["--ro-bind", str(cache.resolve()), str(cache.resolve())]
-        cmd += ["--bind", str(course), str(course)]
-        if (course / ".ipython").exists():  # the start-up snapshot cannot be edited from inside
-            cmd += ["--ro-bind", str(course / ".ipython"), str(course / ".ipython")]
-        cmd += ["--chdir", str(course), "--"]
+        cmd += ["--bind", str(course), str(course), "--chdir", str(course), "--"]
         return cmd + argv
     # docker / podman: the image must hold this Python environment (see the README)
     return [kind, "run", "--rm", "--network", "none", "--pids-limit", "512", "--memory", "6g",
@@ -582,14 +578,16 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
         shutil.copy(template.course / "gradebook.db", course / "gradebook.db")
         (course / "nbgrader_config.py").write_text(NBGRADER_CONFIG)
         startup = course / ".ipython" / "profile_default" / "startup"
-        startup.mkdir(parents=True)
-        # the kernel records the pristine state before any cell runs (grading.check_integrity)
-        (startup / "00-xaicourse-grading.py").write_text("import xaicourse.grading as _g\n_g.snapshot()\ndel _g\n")
         sdir = course / "submitted" / entry.student / entry.exercise
         sdir.mkdir(parents=True)
         died, statuses, score = [], {}, 0.0
         for attempt in range(len(template.cells) + 1):
             nbformat.write(sub, sdir / f"{entry.exercise}.ipynb")
+            # the kernel records the pristine state before any cell runs (grading.check_integrity);
+            # IPython needs its folder writable, so the file is written afresh before every run
+            shutil.rmtree(startup.parent.parent, ignore_errors=True)
+            startup.mkdir(parents=True)
+            (startup / "00-xaicourse-grading.py").write_text("import xaicourse.grading as _g\n_g.guard()\ndel _g\n")
             argv = [sys.executable, "-m", "nbgrader", "autograde", entry.exercise, f"--student={entry.student}",
                     "--create", "--force", f"--ExecutePreprocessor.timeout={settings.timeout}",
                     f"--CourseDirectory.root={course}", f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]

@@ -23,7 +23,7 @@ import contextlib
 import functools
 import types
 
-__all__ = ["ForbiddenCall", "IntegrityError", "forbid", "forbidden_code", "describe", "snapshot", "check_integrity", "plain"]
+__all__ = ["ForbiddenCall", "IntegrityError", "forbid", "forbidden_code", "describe", "snapshot", "guard", "check_integrity", "plain"]
 
 
 class ForbiddenCall(AssertionError):
@@ -144,6 +144,8 @@ class IntegrityError(AssertionError):
 
 
 _SNAPSHOT: dict | None = None
+# builtins the kernel itself swaps around every cell (stdin forwarding, IPython's exit trap)
+_KERNEL_SWAPPED = {"input", "raw_input", "exit", "quit", "get_ipython", "display", "_", "__", "___"}
 
 # functions the hidden tests rely on to compare answers with reference values
 _CHECKED = [("torch", "allclose"), ("torch", "equal"), ("torch", "isclose"), ("torch", "all"),
@@ -201,7 +203,28 @@ def snapshot() -> None:
     _SNAPSHOT = _watched()
 
 
-def check_integrity() -> None:
+def guard() -> None:
+    """Snapshot now, and check before every cell the kernel runs (an IPython ``pre_run_cell``
+    event, which runs outside the cell's code, so no transformer can wrap it). A violation ends
+    the kernel: the grader then re-runs the notebook with the answer cell that did it disabled,
+    so tampering costs exactly that task. Called by the grading kernel's start-up file."""
+    snapshot()
+    try:
+        from IPython import get_ipython as _g
+        ip = _g()
+    except Exception:
+        ip = None
+    if ip is not None:
+        ip.events.register("pre_run_cell", _before_cell)
+        _SNAPSHOT["ipython"] = _ipython_hooks()
+        _SNAPSHOT["guarded"] = True
+
+
+def _before_cell(*_):
+    check_integrity(fatal=True)
+
+
+def check_integrity(fatal: bool = False) -> None:
     """Fail loudly if the answers changed what the hidden tests rely on.
 
     Compares the checking functions (``torch.allclose``, ``numpy.testing`` …, and their code), the
@@ -217,6 +240,8 @@ def check_integrity() -> None:
     now = _watched()
     problems = []
     for k, v in _SNAPSHOT["builtins"].items():
+        if k in _KERNEL_SWAPPED:
+            continue
         if now["builtins"].get(k) is not v:
             problems.append(f"builtins.{k} was replaced")
     for k, (obj, code) in _SNAPSHOT["funcs"].items():
@@ -230,11 +255,19 @@ def check_integrity() -> None:
         if now["code"][k] is not v:
             problems.append(f"xaicourse.grading.{k} was replaced")
     hooks_changed = _SNAPSHOT["ipython"] is not None and now["ipython"] != _SNAPSHOT["ipython"]
+    try:
+        from IPython import get_ipython as _g
+        ip = _g()
+        if ip is not None and _SNAPSHOT.get("guarded") and _before_cell not in ip.events.callbacks["pre_run_cell"]:
+            problems.append("the grading kernel's pre-cell check was removed")
+            hooks_changed = True
+    except Exception:
+        pass
     if hooks_changed:
         problems.append("IPython's transformers or exception hooks were changed")
     if problems:
         msg = "grading integrity check failed: " + "; ".join(problems[:5])
-        if hooks_changed:
+        if hooks_changed or fatal:
             import os
             import sys
             print(msg, file=sys.stdout, flush=True)
