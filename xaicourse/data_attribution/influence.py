@@ -59,9 +59,10 @@ _EXACT_MAX = 10_000
 
 
 def _damping_hint(lam_min: float, damping: float) -> str:
-    need = max(abs(lam_min) * 1.1, 1e-3)
-    return (f"the Hessian of the training objective is not positive definite (smallest eigenvalue "
-            f"≈ {lam_min:.3g} with damping={damping}): the model is not at a strict minimum "
+    """lam_min: smallest eigenvalue (or curvature) found for H + damping·I."""
+    need = max(damping + 1.5 * abs(lam_min), 2 * damping, 1e-3)
+    return (f"the Hessian of the training objective is not positive definite (H + damping·I has an "
+            f"eigenvalue ≈ {lam_min:.3g} with damping={damping}): the model is not at a strict minimum "
             f"(non-convex model, or not trained to the optimum). Add damping, e.g. damping={need:.2g} "
             f"(influence then uses H + damping·I), or a larger l2")
 
