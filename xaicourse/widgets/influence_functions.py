@@ -85,12 +85,12 @@ def lissa_panel(model, loss_fn, train_inputs, train_targets, vector: torch.Tenso
     ``panel.state`` = {"depths", "errors", "final_error", "r", "scale", "error"} ("error" is the
     divergence message or None).
     """
-    from ..data_attribution.influence import inverse_hvp
+    from ..data_attribution.influence_functions import inverse_hvp
 
     exact = exact.detach()
     if scale is None:
         from ..data_attribution.curvature import TrainingObjective, check_data
-        from ..data_attribution.influence import _power_max
+        from ..data_attribution.influence_functions import _power_max
         x, y = check_data(model, train_inputs, train_targets, "train_inputs", "train_targets")
         scale = 1.1 * _power_max(TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2))
     controls = {

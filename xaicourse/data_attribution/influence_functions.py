@@ -228,7 +228,7 @@ def _solve(obj, B, method, *, tol, max_iter, depth, scale, repeats, lissa_batch,
         if tol is None:
             tol = 1e-10 if obj.theta.dtype == torch.float64 else 1e-5
         return _solve_cg(obj, B, check_real("tol", tol, min=0.0, min_inclusive=False),
-                         check_int("max_iter", max_iter if max_iter is not None else 10 * obj.dim, min=1),
+                         check_int("max_iter", max_iter if max_iter is not None else min(10 * obj.dim, 1000), min=1),
                          progress)
     if method == "lissa":
         if scale is not None:
@@ -301,7 +301,8 @@ def influence(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_targe
         damping: δ ≥ 0 added to H's diagonal (needed when H is not positive definite).
         layers: restrict θ to these layers' parameters, e.g. ``"fc2"`` (last layer only).
         tol, max_iter: CG stopping rule — relative residual ‖Hx − b‖/‖b‖ ≤ tol (default 1e-5 in
-            float32, 1e-10 in float64), at most max_iter (default 10·P) iterations.
+            float32, 1e-10 in float64), at most max_iter (default min(10·P, 1000)) iterations (a
+            RuntimeWarning reports a solve that did not reach tol).
         depth, scale, repeats, lissa_batch: LiSSA recursion depth, scale s (> largest eigenvalue of
             H + δI; None = 1.1 × a power-iteration estimate), number of averaged runs, and
             mini-batch size for the stochastic Hessian (None = all points, deterministic).
