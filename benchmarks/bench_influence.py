@@ -54,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--sections", default="1234", help="which sections to run, e.g. 4")
     args = ap.parse_args()
     torch.set_num_threads(1)
     top_k = 10 if args.quick else 50
@@ -68,6 +69,17 @@ def main():
     tests = [0, 1, 2]
     exact = influence(model, loss, X, y, Xt[tests], yt[tests], l2=L2, method="exact")
 
+    if "1" in args.sections:
+        section1(args, model, loss, X, y, Xt, yt, exact, tests, top_k, n)
+    if "2" in args.sections:
+        section2(model, loss, X, y, Xt, yt, exact, tests)
+    if "3" in args.sections:
+        section3(args, model, loss, X, y, Xt, yt, exact, n)
+    if "4" in args.sections:
+        section4(args, loss, X, y, Xt, yt, top_k, n)
+
+
+def section1(args, model, loss, X, y, Xt, yt, exact, tests, top_k, n):
     print(f"\n1. −I_up,loss/n vs actual leave-one-out change, top {top_k} by |I| (target r ≥ 0.99)")
     for k, i in enumerate(tests):
         top = exact[k].abs().argsort(descending=True)[:top_k]
@@ -78,6 +90,9 @@ def main():
         print(f"   test {i}: r = {r(pred, actual):.4f}   median predicted/actual = "
               f"{float((pred / actual).median()):.3f}   ({top_k} retrains, {dt:.1f} s)")
 
+
+
+def section2(model, loss, X, y, Xt, yt, exact, tests):
     print("\n2. approximations vs exact, Pearson r over all training points (min over 3 test points)")
     lissa_kw = dict(depth=300, scale=None, repeats=1, lissa_batch=None)
     lissa_sto = dict(depth=500, scale=None, repeats=4, lissa_batch=256, seed=0)
@@ -89,6 +104,10 @@ def main():
         tgt = f"(target ≥ {target})" if target else ""
         print(f"   {name:8s} {str(kw):70s} r = {rr:.6f}  max rel diff {md:.1e} {tgt}")
 
+
+
+def section3(args, model, loss, X, y, Xt, yt, exact, n):
+    lissa_kw = dict(depth=300, scale=None, repeats=1, lissa_batch=None)
     print(f"\n3. time for all {n} training points on one test point (best of {args.repeats})")
     one = slice(0, 1)
     times = {}
@@ -133,6 +152,9 @@ def main():
           f" ours arnoldi_dim={dim}: {tao:.3f} s, r vs exact {r(Iao[0], exact[0]):.4f};"
           f" ratio {tao / ta:.2f}×")
 
+
+
+def section4(args, loss, X, y, Xt, yt, top_k, n):
     print("\n4. small CNN (course model, digits), objective mean CE + (λ/2)‖θ‖² on the chosen parameters")
     cnn, split, _ = course_model("digits", progress=False)
     cnn = cnn.double().eval()
@@ -163,7 +185,8 @@ def main():
     damping = 0.0
     while True:
         try:
-            I = influence(m, loss, Xs, ys, Xt[:1], yt[:1], l2=L2, method="cg", damping=damping)
+            I = influence(m, loss, Xs, ys, Xt[:1], yt[:1], l2=L2, method="cg", damping=damping, tol=1e-6,
+                          max_iter=300)
             break
         except ValueError as e:
             damping = max(2 * damping, 1e-3) if "damping" in str(e) else None
