@@ -61,8 +61,8 @@ _EXACT_MAX = 10_000
 def _damping_hint(lam_min: float, damping: float) -> str:
     """lam_min: smallest eigenvalue (or curvature) found for H + damping·I."""
     need = max(damping + 1.5 * abs(lam_min), 2 * damping, 1e-3)
-    return (f"the Hessian of the training objective is not positive definite (H + damping·I has an "
-            f"eigenvalue ≈ {lam_min:.3g} with damping={damping}): the model is not at a strict minimum "
+    return (f"the Hessian of the training objective is not positive definite (H + damping·I has "
+            f"curvature ≈ {lam_min:.3g} in some direction, with damping={damping}): the model is not at a strict minimum "
             f"(non-convex model, or not trained to the optimum). Add damping, e.g. damping={need:.2g} "
             f"(influence then uses H + damping·I), or a larger l2")
 
