@@ -1,0 +1,84 @@
+"""Exercise 05 graded end to end (one ``course.grade`` call): the solution earns full marks, the
+untouched student version 0, and an answer that calls a library implementation scores 0 on
+that task (the hidden tests switch the library off with ``xaicourse.grading.forbid``)."""
+import copy
+import csv
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from xaicourse import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+EX = "05_influence_functions"
+POINTS = {"hvp": 3, "cg": 3, "influence": 4}
+
+LIBRARY_ANSWERS = {
+    # Hessian-vector product from torch's functional API
+    "hvp": "def hvp(f, theta, v):\n"
+           "    return torch.autograd.functional.hvp(f, theta.detach(), v)[1].detach()\n",
+    # conjugate gradient from scipy
+    "cg": "def cg_solve(matvec, b, tol=1e-10, max_iter=1000):\n"
+          "    import scipy.sparse.linalg as sla\n"
+          "    op = sla.LinearOperator((len(b), len(b)), dtype=np.float64,\n"
+          "                            matvec=lambda v: matvec(torch.as_tensor(v, dtype=b.dtype).reshape(-1)).numpy())\n"
+          "    x, _ = sla.cg(op, b.numpy(), rtol=tol, atol=0.0, maxiter=max_iter)\n"
+          "    return torch.as_tensor(x)\n",
+    # the package's influence function
+    "influence": "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
+                 "    from xaicourse.data_attribution import influence\n"
+                 "    return influence(model, loss_fn, X, y, x_test, y_test, l2=l2, method='cg')[0]\n",
+}
+# a library answer to one task also breaks the later tasks that build on it
+EXPECTED = {"hvp": POINTS["cg"], "cg": POINTS["hvp"], "influence": POINTS["hvp"] + POINTS["cg"]}
+
+
+def _cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _student_version(nb):
+    """What nbgrader's generate step hands out: solutions replaced, hidden tests removed."""
+    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
+    nb = copy.deepcopy(nb)
+    nb, _ = ClearSolutions(code_stub={"python": "# YOUR CODE HERE\nraise NotImplementedError()"}).preprocess(nb, {})
+    nb, _ = ClearHiddenTests().preprocess(nb, {})
+    return nb
+
+
+@pytest.fixture(scope="module")
+def grades(tmp_path_factory):
+    sol = nbformat.read(ROOT / "solutions" / EX / f"{EX}.ipynb", as_version=4)
+    subs = tmp_path_factory.mktemp("submitted")
+
+    def put(student, nb):
+        d = subs / student / EX
+        d.mkdir(parents=True)
+        nbformat.write(nb, d / f"{EX}.ipynb")
+
+    put("solution", sol)
+    put("untouched", _student_version(sol))
+    for task, src in LIBRARY_ANSWERS.items():
+        nb = copy.deepcopy(sol)
+        _cell(nb, f"{task}_answer").source = src
+        put(f"library_{task}", nb)
+    out = tmp_path_factory.mktemp("grades") / "grades.csv"
+    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "120"]) == 0
+    with open(out) as fh:
+        return {r["student"]: r for r in csv.DictReader(fh) if r["exercise"] == EX}
+
+
+@pytest.mark.slow
+def test_solution_full_marks_untouched_zero(grades):
+    assert float(grades["solution"]["max_score"]) == sum(POINTS.values())
+    assert float(grades["solution"]["score"]) == sum(POINTS.values()), grades["solution"]
+    assert float(grades["untouched"]["score"]) == 0.0, grades["untouched"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", list(LIBRARY_ANSWERS))
+def test_library_call_answer_scores_zero_on_its_task(grades, task):
+    row = grades[f"library_{task}"]
+    assert float(row["score"]) == EXPECTED[task], row
+    assert float(row["score"]) <= sum(POINTS.values()) - POINTS[task]
