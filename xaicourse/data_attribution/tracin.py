@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._torch import check_inputs, eval_on, resolve_layer
 from .._validate import check_bool, check_int, check_real
 from .gradients import parameter_names, per_example_grads
 
@@ -133,11 +134,37 @@ def _resolve(model: nn.Module, layers):
     return owner_layers, idx
 
 
-def _grads(model, loss_fn, x, y, layers, cols, batch_size):
+def _output_layer(model, layers, x):
+    """The module named by ``layers`` when it is a single layer whose output *is* the model's
+    output (e.g. ``"fc2"``), else None. Its parameters' gradients then need only its input."""
+    if layers is None or (isinstance(layers, (list, tuple)) and len(layers) != 1):
+        return None
+    layer = resolve_layer(model, layers[0] if isinstance(layers, (list, tuple)) else layers)
+    seen = {}
+    handle = layer.register_forward_hook(lambda m, i, o: seen.update(out=o))
+    try:
+        with torch.no_grad(), eval_on(model):
+            out = model(check_inputs(model, x[:1]))
+    finally:
+        handle.remove()
+    return layer if seen.get("out") is out else None
+
+
+def _grads(model, loss_fn, x, y, layers, cols, batch_size, head=None):
     def per_example_loss(out, t):  # loss of one example; "none"/"mean"/"sum" all give ℓ(z)
         return loss_fn(out, t).sum()
 
-    g = per_example_grads(model, per_example_loss, x, y, layers=layers, batch_size=batch_size)
+    if head is None:
+        g = per_example_grads(model, per_example_loss, x, y, layers=layers, batch_size=batch_size)
+    else:  # last layer: one batched forward pass to its input, then per-example grads of the head alone
+        seen = {}
+        handle = head.register_forward_hook(lambda m, i, o: seen.update(inp=i[0].detach()))
+        try:
+            with torch.no_grad(), eval_on(model):
+                model(check_inputs(model, x))
+        finally:
+            handle.remove()
+        g = per_example_grads(head, per_example_loss, seen["inp"], y, batch_size=batch_size)
     return g if cols is None else g[:, cols.to(g.device)]
 
 
@@ -156,20 +183,21 @@ def _check_common(model, loss_fn, normalize, batch_size):
 def _scores(model, ckpts, loss_fn, train_inputs, train_targets, test_inputs, test_targets, layers,
             normalize, batch_size, progress, desc):
     layers_, cols = _resolve(model, layers)
+    head = _output_layer(model, layers_, test_inputs)
     n_train = len(train_inputs)
     out = None
     with _restored(model):
         for k, (sd, lr) in enumerate(tqdm(ckpts, desc=desc, disable=not progress, leave=False)):
             if sd is not None:
                 load_checkpoint(model, sd, where=f"checkpoints[{k}]")
-            g_test = _grads(model, loss_fn, test_inputs, test_targets, layers_, cols, batch_size)
+            g_test = _grads(model, loss_fn, test_inputs, test_targets, layers_, cols, batch_size, head)
             if normalize:
                 g_test = _unit(g_test)
             if out is None:
                 out = torch.zeros(len(g_test), n_train, dtype=g_test.dtype, device=g_test.device)
             for s in range(0, n_train, batch_size):
                 g_tr = _grads(model, loss_fn, train_inputs[s:s + batch_size], train_targets[s:s + batch_size],
-                              layers_, cols, batch_size)
+                              layers_, cols, batch_size, head)
                 if normalize:
                     g_tr = _unit(g_tr)
                 out[:, s:s + len(g_tr)] += lr * (g_test @ g_tr.T)
@@ -210,6 +238,7 @@ def self_influence(model: nn.Module, checkpoints, loss_fn, inputs: torch.Tensor,
     _, batch_size = _check_common(model, loss_fn, False, batch_size)
     ckpts = as_checkpoints(checkpoints)
     layers_, cols = _resolve(model, layers)
+    head = _output_layer(model, layers_, inputs)
     out = torch.zeros(len(inputs))
     with _restored(model):
         for k, (sd, lr) in enumerate(tqdm(ckpts, desc="self-influence checkpoints", disable=not progress,
@@ -217,7 +246,7 @@ def self_influence(model: nn.Module, checkpoints, loss_fn, inputs: torch.Tensor,
             load_checkpoint(model, sd, where=f"checkpoints[{k}]")
             for s in range(0, len(inputs), batch_size):
                 g = _grads(model, loss_fn, inputs[s:s + batch_size], targets[s:s + batch_size], layers_, cols,
-                           batch_size)
+                           batch_size, head)
                 out[s:s + len(g)] += lr * (g * g).sum(1).detach().cpu()
     return out
 
