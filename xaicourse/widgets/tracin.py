@@ -1,0 +1,75 @@
+"""Lecture 07 (TracIn) panels, built on ``Panel``."""
+from __future__ import annotations
+
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import torch
+
+from ._panel import Panel
+
+
+def proponents_panel(model, checkpoints, loss_fn, train_inputs, train_targets, test_inputs, test_targets,
+                     k: int = 5, layers=None, class_names=None):
+    """Test-image picker + "cosine" toggle → the test image, its k strongest proponents (largest TracInCP
+    scores) and k strongest opponents (most negative).
+
+    Scores come from ``data_attribution.tracin_cp`` (computed once per variant and cached);
+    ``panel.state`` = {"test", "normalize", "proponents", "opponents", "scores"} for the shown image.
+    """
+    from ..data_attribution import tracin_cp
+    from ..viz import to_numpy_image
+
+    cache = {}
+
+    def scores(normalize):
+        if normalize not in cache:
+            cache[normalize] = tracin_cp(model, checkpoints, loss_fn, train_inputs, train_targets, test_inputs,
+                                         test_targets, layers=layers, normalize=normalize, progress=False)
+        return cache[normalize]
+
+    name = (lambda c: class_names[int(c)]) if class_names else (lambda c: str(int(c)))
+
+    def draw(test, normalize):
+        s = scores(normalize)[test]
+        pro = torch.topk(s, k).indices
+        opp = torch.topk(-s, k).indices
+        fig, ax = plt.subplots(1, 2 * k + 1, figsize=(1.3 * (2 * k + 1), 1.9))
+        ax[0].imshow(to_numpy_image(test_inputs[test]), cmap="gray")
+        ax[0].set_title(f"test, y={name(test_targets[test])}", fontsize=8)
+        for j, (i, kind) in enumerate([(i, "+") for i in pro] + [(i, "−") for i in opp]):
+            a = ax[1 + j]
+            a.imshow(to_numpy_image(train_inputs[i]), cmap="gray")
+            a.set_title(f"{kind} #{int(i)} y={name(train_targets[i])}\n{s[i]:.3g}", fontsize=7,
+                        color="tab:green" if kind == "+" else "tab:red")
+        for a in ax:
+            a.axis("off")
+        fig.suptitle(("cosine" if normalize else "dot-product") + " TracInCP: proponents (+) and opponents (−)",
+                     fontsize=9)
+        return {"test": test, "normalize": normalize, "proponents": pro.tolist(), "opponents": opp.tolist(),
+                "scores": s}
+
+    controls = {"test": w.IntSlider(value=0, min=0, max=len(test_inputs) - 1, description="test image"),
+                "normalize": w.Checkbox(value=False, description="cosine (normalize)")}
+    return Panel(controls, draw)
+
+
+def detection_panel(curves: dict, flagged_name: str = "flipped labels"):
+    """Checkboxes over detection curves {name: (fractions, found)} and an "inspect x %" slider;
+    ``state`` = {name: fraction found at x} for the shown curves."""
+    boxes = {n: w.Checkbox(value=True, description=n) for n in curves}
+    controls = {"x": w.FloatSlider(value=0.1, min=0.01, max=1.0, step=0.01, description="inspect top"), **boxes}
+
+    def draw(x, **shown):
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        out = {}
+        for n, (fr, found) in curves.items():
+            if shown[n]:
+                ax.plot(fr, found, label=n)
+                out[n] = float(torch.as_tensor(found)[torch.argmin((torch.as_tensor(fr) - x).abs())])
+        ax.axvline(x, color="gray", ls=":")
+        ax.set_xlabel("fraction of training set inspected")
+        ax.set_ylabel(f"fraction of {flagged_name} found")
+        ax.legend(fontsize=7)
+        return out
+
+    return Panel(controls, draw, rows=[["x"], list(boxes)])
