@@ -145,7 +145,7 @@ def grades(tmp_path_factory):
             _cell(lib, grade_id).source = source
         put("lib", ex, lib)
     out = tmp_path_factory.mktemp("grades") / "grades.csv"
-    code = cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "15"])
+    code = cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "15", "-j", "2"])
     assert code == 0
     with open(out) as fh:
         rows = list(csv.DictReader(fh))

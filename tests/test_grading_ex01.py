@@ -90,7 +90,7 @@ def test_library_call_answers_score_zero_on_their_task(tmp_path):
         d = tmp_path / "submitted" / student / EX
         d.mkdir(parents=True)
         nbformat.write(nb, d / f"{EX}.ipynb")
-    rows = course.grade(root, tmp_path / "submitted", tmp_path / "grades.csv", timeout=120, log=lambda *a: None)
+    rows = course.grade(root, tmp_path / "submitted", tmp_path / "grades.csv", timeout=120, jobs=2, log=lambda *a: None)
     got = {r["student"]: r for r in rows}
     assert set(got) == set(VARIANTS)
     for student, (_, scoring) in VARIANTS.items():

@@ -118,7 +118,7 @@ def ex02_grades(tmp_path_factory):
             _cell(nb, f"{task}_answer").source = textwrap.dedent(src).strip() + "\n"
             put(f"{task}__{student}", nb)
     out = tmp_path_factory.mktemp("grades") / "grades.csv"
-    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "60"]) == 0
+    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "60", "-j", "2"]) == 0
     with open(out) as fh:
         return {r["student"]: r for r in csv.DictReader(fh) if r["exercise"] == EX}
 

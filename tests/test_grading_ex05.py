@@ -64,7 +64,7 @@ def grades(tmp_path_factory):
         _cell(nb, f"{task}_answer").source = src
         put(f"library_{task}", nb)
     out = tmp_path_factory.mktemp("grades") / "grades.csv"
-    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "120"]) == 0
+    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "120", "-j", "2"]) == 0
     with open(out) as fh:
         return {r["student"]: r for r in csv.DictReader(fh) if r["exercise"] == EX}
 
