@@ -193,7 +193,7 @@ def test_constraints_reject_nan_inf_and_bad_steps():
             cs.project_lp(xb, 0.5, 2, 0.5)
         with pytest.raises(ValueError, match="radius must be a positive"):
             cs.project_lp(x, bad, 2, 0.5)
-    with pytest.raises(ValueError, match="step_size must be > 0"):
+    with pytest.raises(ValueError, match="step_size must be positive"):
         cs.ascent_step(x, g, 0.0, 0.5, 2, 0.5)
     with pytest.raises(ValueError, match="grad must have the shape of x"):
         cs.ascent_step(x, g[:1], 0.1, 0.5, 2, 0.5)
@@ -283,7 +283,7 @@ def test_activation_maximization_rejects_truncation_and_non_finite(digits):
             fv.activation_maximization(model, 0, shp, steps=2, lr=bad)
         with pytest.raises(ValueError, match="tv_weight must be a finite number"):
             fv.activation_maximization(model, 0, shp, steps=2, tv_weight=bad)
-    with pytest.raises(ValueError, match="lr must be > 0"):
+    with pytest.raises(ValueError, match="lr must be positive"):
         fv.activation_maximization(model, 0, shp, steps=2, lr=0.0)
     with pytest.raises(ValueError, match="tv_kind must be one of"):
         fv.activation_maximization(model, 0, shp, steps=2, tv_kind="l1")
