@@ -155,8 +155,10 @@ def test_honest_students_get_their_points(batch):
 @pytest.mark.slow
 def test_one_line_cheats_earn_nothing_or_are_flagged(batch):
     t = batch["table"]
-    # the patched allclose is caught by the next hidden test's integrity check, and stays patched
-    assert _score(batch, "cheat_allclose") == 0.0
+    # the patched allclose ends the kernel before the next cell: that answer is disabled and the
+    # notebook re-run, so the cheat costs its own task and the honest task 2 keeps its points
+    assert _score(batch, "cheat_allclose") == 2.0
+    assert "kernel died in perturbation_answer" in t["cheat_allclose"]["status"]
     assert "flagged" in t["cheat_allclose"]["status"]
     assert _score(batch, "cheat_ast") <= 2.0 and "flagged" in t["cheat_ast"]["status"]
     assert "AST transformer" in t["cheat_ast"]["status"]

@@ -7,9 +7,9 @@
 2. **Isolation** — each submission is graded in its own throw-away course folder holding what
    nbgrader needs for that one student: a copy of the exercise's gradebook and the submitted
    notebook (no solutions, no other student, no CSV). ``nbgrader autograde`` runs inside a sandbox:
-   bubblewrap (``bwrap``: read-only file system, the course repository, the submissions and the
-   output folder hidden, private /tmp and /proc, no network, own PID namespace so every child dies
-   with it), or a container (``--sandbox docker|podman``), or nothing (``--sandbox none``, warned).
+   bubblewrap (``bwrap``: a whitelist of read-only system and Python directories — the course
+   repository, the submissions and the output folder do not exist inside — private /tmp, /proc
+   and home, no network, own PID namespace so every child dies with it), or a container (``--sandbox docker|podman``), or nothing (``--sandbox none``, warned).
    A watchdog kills the run past the wall-time, memory (RSS of the whole process tree) or disk
    limit. The model cache is visible read-only.
 3. **Trusted post-processing** — outside the sandbox the score is read from that submission's own
@@ -331,46 +331,49 @@ def resolve_sandbox(sandbox: str) -> str:
     return sandbox
 
 
-def _hidden_paths(root: Path, extra) -> list[Path]:
-    """Folders the graded code must not see (solutions, other students, grades, kernels' keys)."""
-    paths = [root, *extra, Path(tempfile.gettempdir())]
-    try:
-        from jupyter_core.paths import jupyter_runtime_dir
-        paths.append(Path(jupyter_runtime_dir()))
-    except Exception:  # pragma: no cover
-        pass
-    return [p.resolve() for p in paths if p and Path(p).exists()]
-
-
-def sandbox_command(kind: str, argv: list[str], course: Path, root: Path, hide=(), cache: Path | None = None) -> list[str]:
+def sandbox_command(kind: str, argv: list[str], course: Path, cache: Path | None = None) -> list[str]:
     """``argv`` wrapped in the chosen sandbox; ``course`` is the only writable folder."""
     course = course.resolve()
     if kind == "none":
         return argv
     if kind == "bwrap":
-        cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-               "--unshare-all", "--die-with-parent", "--new-session"]
-        keep = []
-        root = root.resolve()
-        for p in _hidden_paths(root, hide):
-            cmd += ["--tmpfs", str(p)]
-        # what the kernel needs back from inside the hidden course repository: the package and
-        # an in-repo virtual environment (both read-only)
-        import xaicourse
-        pkg = Path(xaicourse.__file__).resolve().parent
-        venv = Path(sys.prefix).resolve()
-        for p in (pkg, venv, Path(sys.base_prefix).resolve()):
-            if any(_inside(p, h) for h in _hidden_paths(root, hide)):
-                keep.append(p)
-        for p in keep:
-            cmd += ["--ro-bind", str(p), str(p)]
-        if cache is not None and cache.exists():
-            cmd += ["--ro-bind", str(cache.resolve()), str(cache.resolve())]
-        cmd += ["--bind", str(course), str(course), "--chdir", str(course), "--"]
-        return cmd + argv
+        return _bwrap(argv, course, cache)
     # docker / podman: the image must hold this Python environment (see the README)
     return [kind, "run", "--rm", "--network", "none", "--pids-limit", "512", "--memory", "6g",
             "-v", f"{course}:{course}", "-w", str(course), DOCKER_IMAGE] + argv
+
+
+def _bwrap(argv: list[str], course: Path, cache: Path | None) -> list[str]:
+    """A sandbox built from a whitelist: the system's read-only directories, this Python (its base
+    installation, the virtual environment, the xaicourse package), the model cache (read-only), the
+    cache key, and the one writable course folder. Nothing else of the machine exists inside — not
+    the course repository, not the submissions, not the grades — and the sandbox's own command
+    line, visible in its /proc, names only those whitelisted paths."""
+    import xaicourse
+
+    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--dev", "/dev", "--proc", "/proc",
+           "--tmpfs", "/tmp", "--tmpfs", "/run"]
+    for d in ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(d):
+            cmd += ["--symlink", os.readlink(d), d]
+        elif os.path.isdir(d):
+            cmd += ["--ro-bind", d, d]
+    pkg = Path(xaicourse.__file__).resolve().parent
+    home = Path.home()
+    cmd += ["--tmpfs", str(home)]
+    keep = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), pkg,
+            Path(os.path.realpath(sys.executable)).parent.parent}
+    key = home / ".config" / "xaicourse"
+    if key.exists():
+        keep.add(key.resolve())
+    if cache is not None and cache.exists():
+        keep.add(cache.resolve())
+    for p in sorted(keep, key=lambda q: len(q.parts)):
+        if not any(_inside(p, q) and p != q for q in keep):  # parents first, no double mounts
+            cmd += ["--ro-bind", str(p), str(p)]
+    cmd += ["--bind", str(course), str(course), "--chdir", str(course), "--setenv", "HOME", str(home),
+            "--setenv", "MPLCONFIGDIR", str(course / ".matplotlib"), "--"]
+    return cmd + argv
 
 
 def _inside(p: Path, parent: Path) -> bool:
@@ -592,7 +595,7 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
                     "--create", "--force", f"--ExecutePreprocessor.timeout={settings.timeout}",
                     f"--CourseDirectory.root={course}", f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
             from .models import cache_dir
-            cmd = sandbox_command(settings.sandbox, argv, course, settings.root, settings.hide, cache=cache_dir())
+            cmd = sandbox_command(settings.sandbox, argv, course, cache=cache_dir())
             wall = settings.timeout * max(4, len(template.cells)) + 180
             env = dict(_env(), IPYTHONDIR=str(course / ".ipython"))
             code, text, killed = run_limited(cmd, course, env, wall, settings.memory_mb, settings.disk_mb)
