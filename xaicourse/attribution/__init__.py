@@ -17,9 +17,11 @@ from __future__ import annotations
 import inspect
 
 from .cam import grad_cam
-from .gradients import gradient, guided_backprop, input_x_gradient, saliency, smoothgrad, squared_gradient
+from .gradients import (blurred_baseline, gradient, guided_backprop, input_x_gradient, integrated_gradients, saliency,
+                        sample_baselines, smoothgrad, squared_gradient, uniform_noise_baseline)
 from .lime import LimeExplanation, lime_attribution, lime_explain, lime_stability
 from .perturbation import occlusion, perturbation_scores
+from .propagation import deeplift, lrp
 
 METHODS = {
     "gradient": gradient,
@@ -31,6 +33,9 @@ METHODS = {
     "grad_cam": grad_cam,
     "occlusion": occlusion,
     "lime": lime_attribution,
+    "integrated_gradients": integrated_gradients,
+    "deeplift": deeplift,
+    "lrp": lrp,
 }
 """name → attribution function; every entry is ``f(model, inputs, target, **options)``."""
 
@@ -57,4 +62,6 @@ def attribute(method: str, model, inputs, target, **options):
 
 __all__ = ["attribute", "METHODS", "perturbation_scores", "gradient", "saliency", "squared_gradient",
            "input_x_gradient", "smoothgrad", "guided_backprop", "grad_cam", "occlusion", "lime_explain",
-           "lime_attribution", "lime_stability", "LimeExplanation"]
+           "lime_attribution", "lime_stability", "LimeExplanation",
+           "integrated_gradients", "blurred_baseline", "uniform_noise_baseline", "sample_baselines",
+           "deeplift", "lrp"]
