@@ -22,6 +22,7 @@ from .gradients import (blurred_baseline, gradient, guided_backprop, input_x_gra
 from .lime import LimeExplanation, lime_attribution, lime_explain, lime_stability
 from .perturbation import occlusion, perturbation_scores
 from .propagation import deeplift, lrp
+from .shapley import patch_mask, shapley_exact, shapley_sampling, superpixel_mask
 
 METHODS = {
     "gradient": gradient,
@@ -36,6 +37,8 @@ METHODS = {
     "integrated_gradients": integrated_gradients,
     "deeplift": deeplift,
     "lrp": lrp,
+    "shapley_sampling": shapley_sampling,
+    "shapley_exact": shapley_exact,
 }
 """name → attribution function; every entry is ``f(model, inputs, target, **options)``."""
 
@@ -64,4 +67,4 @@ __all__ = ["attribute", "METHODS", "perturbation_scores", "gradient", "saliency"
            "input_x_gradient", "smoothgrad", "guided_backprop", "grad_cam", "occlusion", "lime_explain",
            "lime_attribution", "lime_stability", "LimeExplanation",
            "integrated_gradients", "blurred_baseline", "uniform_noise_baseline", "sample_baselines",
-           "deeplift", "lrp"]
+           "deeplift", "lrp", "shapley_sampling", "shapley_exact", "patch_mask", "superpixel_mask"]
