@@ -10,7 +10,9 @@ adding a method is one function in its family module plus one entry here.
 
 Families (modules): ``gradients`` (gradient, saliency, squared gradient, input × gradient,
 SmoothGrad, guided backprop), ``cam`` (Grad-CAM), ``perturbation`` (perturbation scores,
-occlusion), ``lime`` (LIME from scratch).
+occlusion), ``lime`` (LIME from scratch); lecture 04 adds integrated gradients to ``gradients``,
+``propagation`` (DeepLIFT, LRP), ``shapley`` (sampled and exact Shapley values) and ``internal``
+(internal influence, conductance: per-unit, so not in ``METHODS``).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .gradients import (blurred_baseline, gradient, guided_backprop, input_x_gra
 from .lime import LimeExplanation, lime_attribution, lime_explain, lime_stability
 from .perturbation import occlusion, perturbation_scores
 from .propagation import deeplift, lrp
+from .internal import internal_influence, layer_activations, layer_conductance, unit_attribution
 from .shapley import patch_mask, shapley_exact, shapley_sampling, superpixel_mask
 
 METHODS = {
@@ -67,4 +70,5 @@ __all__ = ["attribute", "METHODS", "perturbation_scores", "gradient", "saliency"
            "input_x_gradient", "smoothgrad", "guided_backprop", "grad_cam", "occlusion", "lime_explain",
            "lime_attribution", "lime_stability", "LimeExplanation",
            "integrated_gradients", "blurred_baseline", "uniform_noise_baseline", "sample_baselines",
-           "deeplift", "lrp", "shapley_sampling", "shapley_exact", "patch_mask", "superpixel_mask"]
+           "deeplift", "lrp", "shapley_sampling", "shapley_exact", "patch_mask", "superpixel_mask",
+           "internal_influence", "layer_conductance", "unit_attribution", "layer_activations"]
