@@ -199,6 +199,8 @@ def _as_baseline(baselines, x: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"baselines must be None, a number, a tensor or a list of tensors, "
                         f"got {type(baselines).__name__}")
     b = baselines.to(device=x.device, dtype=x.dtype)
+    if b.dim() == 0:                                          # a 0-d tensor: a constant
+        b = b.expand(x.shape[1:])
     if b.shape == x.shape[1:]:
         b = b[None]
     if b.dim() != x.dim() or b.shape[1:] != x.shape[1:] or len(b) not in (1, len(x)):
