@@ -16,6 +16,9 @@ derives them. Every function is ``f(model, inputs, target, **options)`` → a te
   base attribution A averaged over noisy copies (Smilkov et al. 2017).
 * ``guided_backprop`` — backprop through every ReLU keeps only positive gradient signals:
   ∂L/∂x ← max(∂L/∂y · 1[x > 0], 0) (Springenberg et al. 2015; captum ``GuidedBackprop``).
+* ``integrated_gradients`` (lecture 04) — (x − x′) ⊙ ∫₀¹ ∇f_t(x′ + α(x − x′)) dα with captum's
+  quadrature rules (``ig_points``), baselines (``blurred_baseline``, ``uniform_noise_baseline``,
+  ``sample_baselines`` for expected gradients) and the convergence delta.
 """
 from __future__ import annotations
 
