@@ -10,16 +10,22 @@ adding a method is one function in its family module plus one entry here.
 
 Families (modules): ``gradients`` (gradient, saliency, squared gradient, input × gradient,
 SmoothGrad, guided backprop), ``cam`` (Grad-CAM), ``perturbation`` (perturbation scores,
-occlusion), ``lime`` (LIME from scratch).
+occlusion), ``lime`` (LIME from scratch); lecture 04 adds integrated gradients to ``gradients``,
+``propagation`` (DeepLIFT, LRP), ``shapley`` (sampled and exact Shapley values) and ``internal``
+(internal influence, conductance: per-unit, so not in ``METHODS``).
 """
 from __future__ import annotations
 
 import inspect
 
 from .cam import grad_cam
-from .gradients import gradient, guided_backprop, input_x_gradient, saliency, smoothgrad, squared_gradient
+from .gradients import (blurred_baseline, gradient, guided_backprop, input_x_gradient, integrated_gradients, saliency,
+                        sample_baselines, smoothgrad, squared_gradient, uniform_noise_baseline)
 from .lime import LimeExplanation, lime_attribution, lime_explain, lime_stability
 from .perturbation import occlusion, perturbation_scores
+from .propagation import deeplift, lrp
+from .internal import internal_influence, layer_activations, layer_conductance, unit_attribution
+from .shapley import patch_mask, shapley_exact, shapley_sampling, superpixel_mask
 
 METHODS = {
     "gradient": gradient,
@@ -31,6 +37,11 @@ METHODS = {
     "grad_cam": grad_cam,
     "occlusion": occlusion,
     "lime": lime_attribution,
+    "integrated_gradients": integrated_gradients,
+    "deeplift": deeplift,
+    "lrp": lrp,
+    "shapley_sampling": shapley_sampling,
+    "shapley_exact": shapley_exact,
 }
 """name → attribution function; every entry is ``f(model, inputs, target, **options)``."""
 
@@ -57,4 +68,7 @@ def attribute(method: str, model, inputs, target, **options):
 
 __all__ = ["attribute", "METHODS", "perturbation_scores", "gradient", "saliency", "squared_gradient",
            "input_x_gradient", "smoothgrad", "guided_backprop", "grad_cam", "occlusion", "lime_explain",
-           "lime_attribution", "lime_stability", "LimeExplanation"]
+           "lime_attribution", "lime_stability", "LimeExplanation",
+           "integrated_gradients", "blurred_baseline", "uniform_noise_baseline", "sample_baselines",
+           "deeplift", "lrp", "shapley_sampling", "shapley_exact", "patch_mask", "superpixel_mask",
+           "internal_influence", "layer_conductance", "unit_attribution", "layer_activations"]

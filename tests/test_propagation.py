@@ -1,0 +1,154 @@
+"""DeepLIFT and LRP from scratch (lecture 04): parity with captum, summation-to-delta, errors."""
+import copy
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from xaicourse import attribution as A
+from xaicourse.attribution.propagation import sequential_layers
+from xaicourse.models import course_model
+
+captum_attr = pytest.importorskip("captum.attr")
+from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, EpsilonRule  # noqa: E402
+
+warnings.filterwarnings("ignore", category=UserWarning)
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def digits():
+    out = {}
+    for kind in ("cnn", "mlp", "logreg"):
+        model, split, _ = course_model("digits", kind=kind, progress=False)
+        out[kind] = model.eval()
+    return out, split.X_test[:12], split.y_test[:12], split.X_train[:1]
+
+
+def maxdiff(a, b):
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("kind", ["mlp", "logreg"])
+def test_deeplift_matches_captum_on_course_models(digits, kind):
+    models, x, t, base = digits
+    model = models[kind]
+    for b in (None, base):
+        ours = A.deeplift(model, x, t, baselines=b)
+        ref = captum_attr.DeepLift(model).attribute(x, baselines=None if b is None else b.expand_as(x), target=t)
+        assert maxdiff(ours, ref) <= TOL
+
+
+def test_deeplift_matches_captum_on_a_conv_net_with_linear_fed_max_pool():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(64, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, ref = torch.rand(8, 1, 8, 8), torch.rand(1, 1, 8, 8)
+    ours = A.deeplift(net, x, 1, baselines=ref)
+    assert maxdiff(ours, captum_attr.DeepLift(net).attribute(x, baselines=ref.expand_as(x), target=1)) <= TOL
+
+
+def test_deeplift_summation_to_delta_on_the_course_cnn(digits):
+    models, x, t, base = digits
+    for b in (None, base):
+        attr, delta = A.deeplift(models["cnn"], x, t, baselines=b, return_convergence_delta=True)
+        assert delta.abs().max() <= 1e-4
+        with torch.no_grad():
+            bb = torch.zeros_like(x) if b is None else b.expand_as(x)
+            gap = models["cnn"](x)[torch.arange(len(x)), t] - models["cnn"](bb)[torch.arange(len(x)), t]
+        assert maxdiff(attr.flatten(1).sum(1), gap) <= 1e-4
+    # captum 0.9 misroutes max-pools fed by a ReLU (issues #1104, #1276): its delta is far off
+    _, d_captum = captum_attr.DeepLift(models["cnn"]).attribute(x, target=t, return_convergence_delta=True)
+    assert d_captum.abs().max() > 0.1
+
+
+def test_deeplift_max_pool_rule_on_a_hand_computed_example():
+    # ReLU → MaxPool1d(2) → sum; x = [1, 3, −1, 2], x′ = [2, .5, 4, 1]: windows Δ = 3 − 2 and 2 − 4
+    net = nn.Sequential(nn.Conv1d(1, 1, 1), nn.ReLU(), nn.MaxPool1d(2), nn.Flatten(), nn.Linear(2, 1))
+    with torch.no_grad():
+        net[0].weight.fill_(1), net[0].bias.zero_(), net[4].weight.fill_(1), net[4].bias.zero_()
+    x, ref = torch.tensor([[[1.0, 3.0, -1.0, 2.0]]]), torch.tensor([[[2.0, 0.5, 4.0, 1.0]]])
+    attr = A.deeplift(net, x, 0, baselines=ref)
+    assert maxdiff(attr, torch.tensor([[[0.0, 1.0, -2.0, 0.0]]])) <= 1e-6
+
+
+@pytest.mark.parametrize("kind", ["cnn", "mlp", "logreg"])
+def test_lrp_epsilon_matches_captum(digits, kind):
+    models, x, t, _ = digits
+    model = copy.deepcopy(models[kind])
+    for eps in (1e-9, 0.1):
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+                m.rule = EpsilonRule(epsilon=eps)     # captum has no default rule for AdaptiveMaxPool2d
+        ref, d_ref = captum_attr.LRP(model).attribute(x, target=t, return_convergence_delta=True)
+        ours, d_ours = A.lrp(model, x, t, epsilon=eps, return_convergence_delta=True)
+        assert maxdiff(ours, ref) <= TOL * max(1.0, ref.abs().max().item())
+        assert maxdiff(d_ours, d_ref) <= 1e-4
+
+
+def test_lrp_zplus_matches_captum_alpha1_beta0(digits):
+    models, x, t, _ = digits
+    model = copy.deepcopy(models["cnn"])
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            m.rule = Alpha1_Beta0_Rule()
+        elif isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+            m.rule = EpsilonRule()
+    ref = captum_attr.LRP(model).attribute(x, target=t)
+    assert maxdiff(A.lrp(model, x, t, rule="zplus"), ref) <= TOL * max(1.0, ref.abs().max().item())
+
+
+def test_lrp_alphabeta_conserves_and_matches_captum_without_bias(digits):
+    models, x, t, _ = digits
+    mlp = copy.deepcopy(models["mlp"])          # inputs ≥ 0 everywhere: (a w)⁺ = a w⁺
+    for m in mlp.modules():
+        if isinstance(m, nn.Linear):
+            m.rule = Alpha1_Beta0_Rule(set_bias_to_zero=True)
+    ref = captum_attr.LRP(mlp).attribute(x, target=t)
+    assert maxdiff(A.lrp(mlp, x, t, rule="alphabeta"), ref) <= TOL
+    # on a bias-free net α1β0 conserves relevance layer by layer (αβ with β > 0 only where a neuron
+    # has inputs of both signs)
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(64, 8, bias=False), nn.ReLU(), nn.Linear(8, 3, bias=False))
+    xx = torch.randn(6, 1, 8, 8)
+    top = net(xx).argmax(1)                 # a positive logit: its z⁺ > 0, nothing is lost at the top
+    attr, delta = A.lrp(net, xx, top, rule="alphabeta", return_convergence_delta=True)
+    assert delta.abs().max() <= 1e-4
+    # the ε rule with biases does not conserve: biases absorb relevance
+    _, delta = A.lrp(models["cnn"], x, t, return_convergence_delta=True)
+    assert delta.abs().max() > 0.1
+
+
+def test_lrp_0_is_input_times_gradient_on_a_bias_free_relu_net():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(6, 5, bias=False), nn.ReLU(), nn.Linear(5, 3, bias=False))
+    x = torch.rand(4, 6)
+    assert maxdiff(A.lrp(net, x, 2), A.input_x_gradient(net, x, 2)) <= 1e-5
+
+
+def test_layers_and_errors(digits):
+    models, x, t, _ = digits
+    assert [type(m).__name__ for m in sequential_layers(models["mlp"])] == [
+        "Flatten", "Linear", "ReLU", "Linear", "ReLU", "Linear"]
+
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            return self.fc(x.flatten(1))
+    with pytest.raises(ValueError, match="model must be"):
+        A.deeplift(Odd(), x, t)
+    with pytest.raises(ValueError, match="no propagation rule"):
+        A.lrp(nn.Sequential(nn.Flatten(), nn.Linear(64, 3), nn.Tanh()), x, 0)
+    with pytest.raises(ValueError, match="rule must be one of"):
+        A.lrp(models["mlp"], x, t, rule="gamma")
+    with pytest.raises(ValueError, match="alpha - beta = 1"):
+        A.lrp(models["mlp"], x, t, rule="alphabeta", alpha=2, beta=0)
+    with pytest.raises(ValueError, match="baselines.*shape"):
+        A.deeplift(models["cnn"], x, t, baselines=torch.zeros(2, 1, 8, 8))
+    assert "deeplift" in A.METHODS and "lrp" in A.METHODS
