@@ -115,7 +115,8 @@ def embedding_scatter(Y, labels=None, images=None, n_thumbs: int = 40, zoom: flo
     lab = None if labels is None else np.asarray(labels)
     # fix the colour range so label k always gets tab10's k-th colour, whatever labels are present
     rng_kw = dict(vmin=0, vmax=9) if lab is not None and lab.min() >= 0 and lab.max() <= 9 else {}
-    sc = ax.scatter(Y[:, 0], Y[:, 1], c=lab, cmap="tab10", s=6, **rng_kw)
+    colour_kw = dict(c=lab, cmap="tab10", **rng_kw) if lab is not None else dict(c="tab:gray")
+    sc = ax.scatter(Y[:, 0], Y[:, 1], s=6, **colour_kw)   # cmap only with c: no matplotlib warning
     if lab is not None:
         ax.legend(*sc.legend_elements(), fontsize=7, loc="best", markerscale=0.8)
     if images is not None:
