@@ -53,7 +53,7 @@ def grades(tmp_path_factory):
         (subs / name / EX).mkdir(parents=True)
         nbformat.write(nb, subs / name / EX / f"{EX}.ipynb")
     out = tmp / "grades.csv"
-    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "120"]) == 0
+    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "120", "-j", "2"]) == 0
     with open(out) as fh:
         return {r["student"]: r for r in csv.DictReader(fh) if r["exercise"] == EX}
 
