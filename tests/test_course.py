@@ -104,9 +104,23 @@ LIBRARY_ANSWERS = {
             "    r = _R(alpha=alpha).fit(Z, y, sample_weight=weights)\n"
             "    return r.coef_, r.intercept_\n"),
     },
+    "06_representer_points": {
+        "alpha_answer": (
+            "def representer_alpha(features, labels, W, l2):\n"
+            "    from xaicourse.data_attribution import RepresenterPoints\n"
+            "    return RepresenterPoints(l2=l2).fit(features, labels, init=W).alpha_\n"),
+        "contributions_answer": (
+            "def representer_contributions(alpha, train_features, test_features, target):\n"
+            "    from xaicourse.data_attribution import RepresenterPoints\n"
+            "    rp = RepresenterPoints()\n"
+            "    rp.alpha_, rp.features_ = alpha, train_features.to(alpha)\n"
+            "    rp.weight_ = alpha.T @ rp.features_\n"
+            "    rp.n_features_in_, rp.n_classes_ = train_features.shape[1], alpha.shape[1]\n"
+            "    return rp.contributions(test_features, target)\n"),
+    },
 }
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
-LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0}
+LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0}
 
 
 @pytest.fixture(scope="session")
