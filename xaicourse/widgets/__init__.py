@@ -7,6 +7,12 @@ Layout (a module never shares its name with a function it exports):
 * ``tsne`` (lecture 02): ``tsne_panel`` — perplexity / iteration sliders over t-SNE maps.
 * ``gradients_vs_lime`` (lecture 03): ``attribution_panel`` (method picker over
   ``attribution.METHODS``) and ``lime_panel`` (kernel width, samples, stability meter).
+* ``integrated_gradients`` (lecture 04): ``convergence_panel`` (rule × steps → completeness gap),
+  ``baseline_panel`` (black / blurred / noise / expected gradients), ``internal_panel`` (layer and
+  quantity of interest).
+* ``influence_functions`` (lecture 05): ``influence_gallery_panel``, ``lissa_panel``.
+* ``representer_points`` (lecture 06): ``representer_gallery_panel``, ``mislabel_panel``.
+* ``tracin`` (lecture 07): ``proponents_panel``, ``detection_panel``.
 * ``_panel``: ``Panel``, the shared base — a dict of named controls, ``draw(**values)`` that calls
   the tested package functions and draws with matplotlib, ``redraw()``, ``state`` (the numbers
   the last draw showed) and ``enable(name, flag)``.
@@ -22,8 +28,13 @@ from __future__ import annotations
 from ._panel import Panel, State
 from .activation_maximization import featurevis_panel
 from .gradients_vs_lime import attribution_panel, lime_panel
+from .influence_functions import influence_gallery_panel, lissa_panel
+from .integrated_gradients import baseline_panel, convergence_panel, internal_panel
 from .introduction import perturbation_panel
+from .representer_points import mislabel_panel, representer_gallery_panel
+from .tracin import detection_panel, proponents_panel
 from .tsne import tsne_panel
 
 __all__ = ["Panel", "State", "perturbation_panel", "featurevis_panel", "tsne_panel", "attribution_panel",
-           "lime_panel"]
+           "lime_panel", "convergence_panel", "baseline_panel", "internal_panel", "influence_gallery_panel",
+           "lissa_panel", "representer_gallery_panel", "mislabel_panel", "proponents_panel", "detection_panel"]
