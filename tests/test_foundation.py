@@ -14,8 +14,16 @@ from xaicourse import attribution as A
 from xaicourse import data, device, models
 from xaicourse.grading import ForbiddenCall, forbid
 
+from xaicourse.attribution.shapley import patch_mask
+
 OPTIONS = {"smoothgrad": dict(n_samples=3), "occlusion": dict(window=4, stride=4),
-           "lime": dict(num_samples=30, segmentation="grid", cell=4)}
+           "lime": dict(num_samples=30, segmentation="grid", cell=4),
+           "integrated_gradients": dict(n_steps=8), "shapley_sampling": dict(n_samples=2),
+           "shapley_exact": dict(feature_mask=patch_mask(16, 16, 8))}
+# the bad-input table uses 8×8 digits
+BAD_OPTIONS = OPTIONS | {"shapley_exact": dict(feature_mask=patch_mask(8, 8, 4))}
+# propagation rules are defined for the course's sequential ReLU models only (no BatchNorm/Dropout)
+SEQUENTIAL_ONLY = {"deeplift", "lrp"}
 
 
 class BNDropNet(nn.Module):
@@ -48,9 +56,13 @@ def _state(model):
 @pytest.mark.parametrize("method", list(A.METHODS))
 def test_every_method_leaves_the_model_as_it_found_it(method):
     torch.manual_seed(0)
-    model = BNDropNet()
-    model.bn.running_mean.uniform_(0, 0.2)
-    model.conv.bias.requires_grad_(False)  # a mixed requires_grad pattern must survive
+    if method in SEQUENTIAL_ONLY:
+        model = models.SmallCNN(3, 4, width=4)
+        model.conv1.bias.requires_grad_(False)
+    else:
+        model = BNDropNet()
+        model.bn.running_mean.uniform_(0, 0.2)
+        model.conv.bias.requires_grad_(False)  # a mixed requires_grad pattern must survive
     model.train()
     x, t = torch.rand(2, 3, 16, 16), [1, 3]
     before = _state(model)
@@ -110,7 +122,7 @@ def test_attribution_bad_input(method, case):
     fn = A.perturbation_scores if method == "perturbation_scores" else A.METHODS[method]
     kw = dict(inputs=_x, target=1) | override
     with pytest.raises(exc, match=match):
-        fn(_cnn, kw["inputs"], kw["target"], **OPTIONS.get(method, {}))
+        fn(_cnn, kw["inputs"], kw["target"], **BAD_OPTIONS.get(method, {}))
 
 
 def _frozen():

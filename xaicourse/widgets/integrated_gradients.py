@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..attribution.gradients import (RULES, blurred_baseline, integrated_gradients, sample_baselines,
+from ..attribution.gradients import (RULES, blurred_baseline, integrated_gradients as _ig, sample_baselines,
                                      uniform_noise_baseline)
 from ..attribution.internal import internal_influence, unit_attribution
 from ._panel import Panel
@@ -44,13 +44,13 @@ def convergence_panel(model, x: torch.Tensor, target: int, steps=(2, 4, 8, 16, 3
     """Rule and step count → IG map and |δ| (δ = Σ IG − (f(x) − f(0))). x: one image (C, H, W)."""
     curves = {}
     for rule in RULES:
-        curves[rule] = [float(integrated_gradients(model, x[None], target, n_steps=s, method=rule,
+        curves[rule] = [float(_ig(model, x[None], target, n_steps=s, method=rule,
                                                    return_convergence_delta=True)[1].abs()) for s in steps]
     rule = w.Dropdown(options=list(RULES), value="gausslegendre", description="rule")
     n = w.IntSlider(value=16, min=2, max=128, description="steps")
 
     def draw(rule, n_steps):
-        attr, delta = integrated_gradients(model, x[None], target, n_steps=n_steps, method=rule,
+        attr, delta = _ig(model, x[None], target, n_steps=n_steps, method=rule,
                                            return_convergence_delta=True)
         gap = _gap(model, x, torch.zeros_like(x), target)
         fig, axes = plt.subplots(1, 3, figsize=(10, 3))
@@ -92,7 +92,7 @@ def baseline_panel(model, x: torch.Tensor, target: int, data: torch.Tensor, n_st
 
     def draw(baseline):
         b = baseline_for(baseline, x, data)
-        attr, delta = integrated_gradients(model, x[None], target, baselines=b, n_steps=n_steps,
+        attr, delta = _ig(model, x[None], target, baselines=b, n_steps=n_steps,
                                            return_convergence_delta=True)
         shown = b[0][0] if isinstance(b, list) else b[0]
         bb = torch.cat(b) if isinstance(b, list) else b
