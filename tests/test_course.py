@@ -104,6 +104,7 @@ LIBRARY_ANSWERS = {
             "    r = _R(alpha=alpha).fit(Z, y, sample_weight=weights)\n"
             "    return r.coef_, r.intercept_\n"),
     },
+<<<<<<< HEAD
     "06_representer_points": {
         "alpha_answer": (
             "def representer_alpha(features, labels, W, l2):\n"
@@ -121,6 +122,25 @@ LIBRARY_ANSWERS = {
 }
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
 LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0}
+=======
+    "07_tracin": {
+        "tracin_answer": (
+            "from xaicourse.data_attribution import per_example_grads as _peg, tracin_cp as _tc\n"
+            "def example_gradients(model, loss_fn, X, y):\n"
+            "    return _peg(model, loss_fn, X, y)\n"
+            "def tracin_scores(model, checkpoints, loss_fn, X_train, y_train, X_test, y_test):\n"
+            "    return _tc(model, checkpoints, loss_fn, X_train, y_train, X_test, y_test, progress=False)\n"),
+        "self_answer": (
+            "from xaicourse.data_attribution import self_influence as _si\n"
+            "def self_influence_scores(model, checkpoints, loss_fn, X, y):\n"
+            "    return _si(model, checkpoints, loss_fn, X, y, progress=False)\n"
+            "def suspects(scores, k):\n"
+            "    return torch.topk(scores, k).indices\n"),
+    },
+}
+"""The points each library-call submission may keep (tasks it did not answer with a library)."""
+LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "07_tracin": 0.0}
+>>>>>>> ex07
 
 
 @pytest.fixture(scope="session")

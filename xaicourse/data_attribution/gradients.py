@@ -76,10 +76,16 @@ def per_example_grads(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: 
         return loss_fn(out, yi[None])
 
     g = vmap(grad(loss_one), in_dims=(None, 0, 0))
-    rows = []
+    sizes = [chosen[n].numel() for n in names]
+    out = None
     with eval_on(model):
         for s in tqdm(range(0, len(x), batch_size), desc="per-example gradients", disable=not progress,
                       leave=False):
             gs = g(chosen, x[s:s + batch_size], y[s:s + batch_size])
-            rows.append(torch.cat([gs[n].reshape(len(gs[n]), -1) for n in names], 1))
-    return torch.cat(rows)
+            if out is None:  # one preallocated (N, P) block: no per-batch and final concatenation
+                out = torch.empty(len(x), sum(sizes), dtype=gs[names[0]].dtype, device=gs[names[0]].device)
+            col = 0
+            for n, size in zip(names, sizes):
+                out[s:s + len(gs[n]), col:col + size] = gs[n].reshape(len(gs[n]), -1)
+                col += size
+    return out

@@ -164,8 +164,46 @@ def _grads(model, loss_fn, x, y, layers, cols, batch_size, head=None):
                 model(check_inputs(model, x))
         finally:
             handle.remove()
-        g = per_example_grads(head, per_example_loss, seen["inp"], y, batch_size=batch_size)
+        g = _head_grads(head, per_example_loss, seen["inp"], y, batch_size, loss_fn)
     return g if cols is None else g[:, cols.to(g.device)]
+
+
+def _batch_delta(loss_fn, z, y):
+    """∂ℓ(z_i, y_i)/∂z_i for every row from ONE backward pass of the batch loss, when the loss is
+    known to be a plain sum (or a mean over the batch) of per-example terms; else None."""
+    red = getattr(loss_fn, "reduction", None)
+    if red in ("sum", "none"):
+        scale = 1.0
+    elif (red == "mean" and isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and loss_fn.weight is None
+          and not y.dtype.is_floating_point and loss_fn.ignore_index < 0 and bool((y >= 0).all())):
+        scale = float(len(z))  # unweighted mean over the batch
+    else:
+        return None
+    with torch.enable_grad():
+        zz = z.detach().requires_grad_(True)
+        (d,) = torch.autograd.grad(loss_fn(zz, y).sum() * scale, zz)
+    return d
+
+
+def _head_grads(head, per_example_loss, inp, y, batch_size, loss_fn=None):
+    """Per-example gradients of an output layer's parameters from its input ``inp`` (B, D).
+
+    For ``nn.Linear`` in closed form: with δ = ∂ℓ/∂(output) (B, K) (one cheap vmap over the K
+    outputs), ∇_W ℓ = δ xᵀ (an outer product) and ∇_b ℓ = δ — no vmap through the layer. Other
+    layers fall back to ``per_example_grads``. Columns follow ``head.named_parameters()``."""
+    names = [n for n, p in head.named_parameters() if p.requires_grad]
+    if not isinstance(head, nn.Linear) or inp.ndim != 2 or not names:
+        return per_example_grads(head, per_example_loss, inp, y, batch_size=batch_size)
+    from torch.func import grad, vmap
+
+    y = y.to(inp.device)
+    with torch.no_grad():
+        z = head(inp)
+    delta = _batch_delta(loss_fn, z, y) if loss_fn is not None else None
+    if delta is None:  # any other loss: one small vmap over the (B, K) outputs
+        delta = vmap(grad(lambda o, t: per_example_loss(o[None], t[None])))(z, y)  # (B, K)
+    parts = {"weight": (delta[:, :, None] * inp[:, None, :]).reshape(len(inp), -1), "bias": delta}
+    return torch.cat([parts[n] for n in names], 1) if len(names) > 1 else parts[names[0]]
 
 
 def _unit(g: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
