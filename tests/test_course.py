@@ -104,7 +104,6 @@ LIBRARY_ANSWERS = {
             "    r = _R(alpha=alpha).fit(Z, y, sample_weight=weights)\n"
             "    return r.coef_, r.intercept_\n"),
     },
-<<<<<<< HEAD
     "06_representer_points": {
         "alpha_answer": (
             "def representer_alpha(features, labels, W, l2):\n"
@@ -119,10 +118,6 @@ LIBRARY_ANSWERS = {
             "    rp.n_features_in_, rp.n_classes_ = train_features.shape[1], alpha.shape[1]\n"
             "    return rp.contributions(test_features, target)\n"),
     },
-}
-"""The points each library-call submission may keep (tasks it did not answer with a library)."""
-LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0}
-=======
     "07_tracin": {
         "tracin_answer": (
             "from xaicourse.data_attribution import per_example_grads as _peg, tracin_cp as _tc\n"
@@ -139,8 +134,7 @@ LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "06_repres
     },
 }
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
-LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "07_tracin": 0.0}
->>>>>>> ex07
+LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0}
 
 
 @pytest.fixture(scope="session")
