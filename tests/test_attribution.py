@@ -280,14 +280,18 @@ def test_attribute_dispatcher_and_lime_panel(shapes_cnn):
 
     model, split = shapes_cnn
     x, t = split.X_test[:2], split.y_test[:2]
+    from xaicourse.attribution.shapley import patch_mask
+
     opts = {"smoothgrad": dict(n_samples=3), "occlusion": dict(window=8, stride=8),
-            "lime": dict(num_samples=40, segmentation="grid", cell=8)}
+            "lime": dict(num_samples=40, segmentation="grid", cell=8),
+            "integrated_gradients": dict(n_steps=8), "shapley_sampling": dict(n_samples=2),
+            "shapley_exact": dict(feature_mask=patch_mask(32, 32, 16))}
     for m in A.METHODS:
         out = A.attribute(m, model, x, t, **opts.get(m, {}))
         assert out.shape == x.shape, m
     assert torch.equal(A.attribute("grad_cam", model, x, t, layer="conv3"), A.grad_cam(model, x, t, layer="conv3"))
     with pytest.raises(ValueError, match="method"):
-        A.attribute("deeplift", model, x, t)
+        A.attribute("no_such_method", model, x, t)
     seg = L.segment_image(x[0], "grid", cell=8)
     panel = widgets.lime_panel(model, x[0], int(t[0]), segments=seg, n_seeds=3, output="logit")
     panel.samples.value = 60
