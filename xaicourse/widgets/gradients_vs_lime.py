@@ -21,7 +21,9 @@ def method_options(method: str, image_shape, *, layer="relu3", sigma: float = 0.
 
     smoothgrad: sigma, n_samples=n, seed=0; occlusion: a window of 1/8 and a stride of 1/16 of the
     width; grad_cam: layer (the only method that gets ``layer=``); lime: 300 samples on a grid of
-    2×2 cells for images ≤ 8 px wide, else ~40 SLIC superpixels; the others: none.
+    2×2 cells for images ≤ 8 px wide, else ~40 SLIC superpixels; integrated_gradients: 32
+    Gauss–Legendre steps; shapley_sampling: 8 permutations of 4×4-pixel patches; shapley_exact: a
+    3×3 grid of patches (9 players, 512 coalitions); the others: none.
     """
     width = int(image_shape[-1])
     if method == "smoothgrad":
@@ -32,6 +34,14 @@ def method_options(method: str, image_shape, *, layer="relu3", sigma: float = 0.
         return dict(layer=layer)
     if method == "lime":
         return dict(num_samples=300, segmentation="grid" if width <= 8 else "slic", cell=2, n_segments=40)
+    if method == "integrated_gradients":
+        return dict(n_steps=32)
+    if method in ("shapley_sampling", "shapley_exact"):
+        from ..attribution.shapley import patch_mask
+
+        height = int(image_shape[-2])
+        side = -(-max(height, width) // 3) if method == "shapley_exact" else max(1, width // 8)
+        return dict(feature_mask=patch_mask(height, width, side), **({"n_samples": 8} if method == "shapley_sampling" else {}))
     return {}
 
 
