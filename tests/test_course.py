@@ -86,7 +86,20 @@ LIBRARY_ANSWERS = {
         "    class F(torch.nn.Module):\n"
         "        def forward(self, X):\n"
         "            return f(X)[:, None]\n"
-        "    return perturbation_scores(F(), x[None], 0, delta=delta)[0]\n")},
+        "    return perturbation_scores(F(), x[None], 0, delta=delta)[0]\n"),
+        "topweights_answer": (
+            "def gradient_limit(f, x, i, deltas, exact):\n"
+            "    from xaicourse.attribution import perturbation_scores\n"
+            "    deltas = torch.as_tensor(deltas, dtype=torch.float64)\n"
+            "    if not bool((deltas > 0).all()):\n"
+            "        raise ValueError('steps must be positive')\n"
+            "    class F(torch.nn.Module):\n"
+            "        def forward(self, X):\n"
+            "            return f(X)[:, None]\n"
+            "    R = torch.stack([perturbation_scores(F(), x[None], 0, delta=float(dl))[0, i] for dl in deltas.tolist()])\n"
+            "    errors = (R.double() / deltas + exact).abs()\n"
+            "    return errors, float(deltas[errors.argmin()])\n"),
+    },
     "03_gradients_vs_lime": {
         "gradient_answer": (
             "from captum.attr import Saliency as _S\n"
@@ -134,7 +147,11 @@ LIBRARY_ANSWERS = {
     },
 }
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
+<<<<<<< HEAD
 LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0}
+=======
+LIBRARY_KEEPS = {"00_introduction": 0.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0}
+>>>>>>> eff00a7
 
 
 @pytest.fixture(scope="session")
@@ -151,9 +168,13 @@ def grades(tmp_path_factory):
         put("bob", ex, nbformat.read(ROOT / "exercises" / ex / f"{ex}.ipynb", as_version=4))
     sol = nbformat.read(ROOT / "solutions/00_introduction/00_introduction.ipynb", as_version=4)
     ex0 = nbformat.read(ROOT / "exercises/00_introduction/00_introduction.ipynb", as_version=4)
-    wrong = copy.deepcopy(sol)  # task 2 sorted the wrong way: task 1 still right
+    wrong = copy.deepcopy(sol)  # task 2 forgot the sign of R_i (R_i/δ → −∂f/∂x_i): task 1 still right
     _cell(wrong, "topweights_answer").source = (
-        "def top_weights(W, cls, k):\n    return torch.argsort(torch.as_tensor(W)[cls])[:k]\n")
+        "def gradient_limit(f, x, i, deltas, exact):\n"
+        "    deltas = torch.as_tensor(deltas, dtype=torch.float64)\n"
+        "    errors = torch.stack([((f(x[None])[0] - f((x + float(dl) * torch.eye(x.numel(), dtype=x.dtype)[i])[None])[0])\n"
+        "                           / dl - exact).abs() for dl in deltas.tolist()]).double()\n"
+        "    return errors, float(deltas[errors.argmin()])\n")
     put("carol", "00_introduction", wrong)
     hang = copy.deepcopy(sol)
     _cell(hang, "perturbation_answer").source = "import time\nwhile True:\n    time.sleep(0.5)\n"
