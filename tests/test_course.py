@@ -147,11 +147,7 @@ LIBRARY_ANSWERS = {
     },
 }
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
-<<<<<<< HEAD
-LIBRARY_KEEPS = {"00_introduction": 2.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0}
-=======
-LIBRARY_KEEPS = {"00_introduction": 0.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0}
->>>>>>> eff00a7
+LIBRARY_KEEPS = {"00_introduction": 0.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0}
 
 
 @pytest.fixture(scope="session")
