@@ -362,7 +362,8 @@ def _bwrap(argv: list[str], course: Path, cache: Path | None) -> list[str]:
     home = Path.home()
     cmd += ["--tmpfs", str(home)]
     keep = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), pkg,
-            Path(os.path.realpath(sys.executable)).parent.parent}
+            Path(os.path.realpath(sys.executable)).parent.parent,
+            Path(os.path.abspath(sys.executable)).parent.parent}  # a symlinked venv, as it is called
     key = home / ".config" / "xaicourse"
     if key.exists():
         keep.add(key.resolve())
