@@ -1,12 +1,11 @@
 """Exercise 02's hidden tests grade the student's own work: a "library-call answer" — an answer
 cell that calls the package's implementation of the task (``xaicourse.tsne``), its private
 helpers, scikit-learn's t-SNE internals, or (for the analytic gradient) autograd — scores 0 on
-that task, while the solution scores full marks. All variants are graded in ONE nbgrader run
+that task, while the solution scores full marks. All variants are graded in the suite's ONE grading run
 (one student per variant), the other task always solved, so a variant's score is exactly the
 points of the task it does not cheat on."""
 import contextlib
 import copy
-import csv
 import textwrap
 
 import nbformat
@@ -16,7 +15,6 @@ from test_course import ROOT, _cell  # the grading tests' notebook helpers
 
 import xaicourse.device
 import xaicourse.grading
-from xaicourse import cli
 from xaicourse.grading import ForbiddenCall
 
 EX = "02_tsne"
@@ -101,31 +99,26 @@ CHEATS = {
 }
 
 
-@pytest.fixture(scope="module")
-def ex02_grades(tmp_path_factory):
+def submissions():
+    """The solution and one student per cheat (graded in the suite's shared ``course_grades`` run)."""
     sol = nbformat.read(ROOT / "solutions" / EX / f"{EX}.ipynb", as_version=4)
-    subs = tmp_path_factory.mktemp("submitted")
-
-    def put(student, nb):
-        d = subs / student / EX
-        d.mkdir(parents=True)
-        nbformat.write(nb, d / f"{EX}.ipynb")
-
-    put("solution", sol)
+    subs = {("alice", EX): sol}
     for task, variants in CHEATS.items():
         for student, src in variants.items():
             nb = copy.deepcopy(sol)
             _cell(nb, f"{task}_answer").source = textwrap.dedent(src).strip() + "\n"
-            put(f"{task}__{student}", nb)
-    out = tmp_path_factory.mktemp("grades") / "grades.csv"
-    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "60", "-j", "2"]) == 0
-    with open(out) as fh:
-        return {r["student"]: r for r in csv.DictReader(fh) if r["exercise"] == EX}
+            subs[f"{task}__{student}", EX] = nb
+    return subs
+
+
+@pytest.fixture(scope="module")
+def ex02_grades(course_grades):
+    return {s: r for (s, ex), r in course_grades.items() if ex == EX}
 
 
 @pytest.mark.slow
 def test_solution_scores_full_marks(ex02_grades):
-    r = ex02_grades["solution"]
+    r = ex02_grades["alice"]
     assert float(r["max_score"]) == sum(POINTS.values()), r
     assert float(r["score"]) == float(r["max_score"]), r
 

@@ -1,14 +1,11 @@
 """Exercise 04 grading round trip: the solution gets full marks, the untouched exercise 0, and an
 answer that calls the library's implementation gets 0 on that task."""
 import copy
-import csv
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from xaicourse import cli
-from xaicourse.course import generate_exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "04_integrated_gradients"
@@ -38,24 +35,22 @@ def _cell(nb, grade_id):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-@pytest.fixture(scope="module")
-def grades(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ex04")
-    exercises = generate_exercises(ROOT, dest=tmp / "exercises", log=lambda *_: None)
+def submissions():
+    """alice (solution), bob (untouched) and one library-call student per task, graded in the
+    suite's shared ``course_grades`` run (alice and bob are test_course's students too)."""
     sol = nbformat.read(ROOT / "solutions" / EX / f"{EX}.ipynb", as_version=4)
-    students = {"alice": sol, "bob": nbformat.read(exercises / EX / f"{EX}.ipynb", as_version=4)}
+    subs = {("alice", EX): sol,
+            ("bob", EX): nbformat.read(ROOT / "exercises" / EX / f"{EX}.ipynb", as_version=4)}
     for answer, (_, src) in LIBRARY_ANSWERS.items():
         nb = copy.deepcopy(sol)
         _cell(nb, answer).source = src
-        students["lib_" + answer] = nb
-    subs = tmp / "submitted"
-    for name, nb in students.items():
-        (subs / name / EX).mkdir(parents=True)
-        nbformat.write(nb, subs / name / EX / f"{EX}.ipynb")
-    out = tmp / "grades.csv"
-    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "120", "-j", "2"]) == 0
-    with open(out) as fh:
-        return {r["student"]: r for r in csv.DictReader(fh) if r["exercise"] == EX}
+        subs["lib_" + answer, EX] = nb
+    return subs
+
+
+@pytest.fixture(scope="module")
+def grades(course_grades):
+    return {s: r for (s, ex), r in course_grades.items() if ex == EX}
 
 
 @pytest.mark.slow

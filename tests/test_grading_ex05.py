@@ -1,14 +1,12 @@
-"""Exercise 05 graded end to end (one ``course.grade`` call): the solution earns full marks, the
+"""Exercise 05 graded end to end (in the suite's one shared grading run): the solution earns full marks, the
 untouched student version 0, and an answer that calls a library implementation scores 0 on
 that task (the hidden tests switch the library off with ``xaicourse.grading.forbid``)."""
 import copy
-import csv
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from xaicourse import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "05_influence_functions"
@@ -38,42 +36,29 @@ def _cell(nb, grade_id):
     return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
 
 
-def _student_version(nb):
-    """What nbgrader's generate step hands out: solutions replaced, hidden tests removed."""
-    from nbgrader.preprocessors import ClearHiddenTests, ClearSolutions
-    nb = copy.deepcopy(nb)
-    nb, _ = ClearSolutions(code_stub={"python": "# YOUR CODE HERE\nraise NotImplementedError()"}).preprocess(nb, {})
-    nb, _ = ClearHiddenTests().preprocess(nb, {})
-    return nb
-
-
-@pytest.fixture(scope="module")
-def grades(tmp_path_factory):
+def submissions():
+    """alice (solution), bob (untouched) and one library-call student per task, graded in the
+    suite's shared ``course_grades`` run (alice and bob are test_course's students too)."""
     sol = nbformat.read(ROOT / "solutions" / EX / f"{EX}.ipynb", as_version=4)
-    subs = tmp_path_factory.mktemp("submitted")
-
-    def put(student, nb):
-        d = subs / student / EX
-        d.mkdir(parents=True)
-        nbformat.write(nb, d / f"{EX}.ipynb")
-
-    put("solution", sol)
-    put("untouched", _student_version(sol))
+    subs = {("alice", EX): sol,
+            ("bob", EX): nbformat.read(ROOT / "exercises" / EX / f"{EX}.ipynb", as_version=4)}
     for task, src in LIBRARY_ANSWERS.items():
         nb = copy.deepcopy(sol)
         _cell(nb, f"{task}_answer").source = src
-        put(f"library_{task}", nb)
-    out = tmp_path_factory.mktemp("grades") / "grades.csv"
-    assert cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out), "--timeout", "120", "-j", "2"]) == 0
-    with open(out) as fh:
-        return {r["student"]: r for r in csv.DictReader(fh) if r["exercise"] == EX}
+        subs[f"library_{task}", EX] = nb
+    return subs
+
+
+@pytest.fixture(scope="module")
+def grades(course_grades):
+    return {s: r for (s, ex), r in course_grades.items() if ex == EX}
 
 
 @pytest.mark.slow
 def test_solution_full_marks_untouched_zero(grades):
-    assert float(grades["solution"]["max_score"]) == sum(POINTS.values())
-    assert float(grades["solution"]["score"]) == sum(POINTS.values()), grades["solution"]
-    assert float(grades["untouched"]["score"]) == 0.0, grades["untouched"]
+    assert float(grades["alice"]["max_score"]) == sum(POINTS.values())
+    assert float(grades["alice"]["score"]) == sum(POINTS.values()), grades["alice"]
+    assert float(grades["bob"]["score"]) == 0.0, grades["bob"]
 
 
 @pytest.mark.slow
