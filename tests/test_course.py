@@ -99,15 +99,20 @@ LIBRARY_ANSWERS = {
             "    errors = (R.double() / deltas + exact).abs()\n"
             "    return errors, float(deltas[errors.argmin()])\n"),
     },
-    "03_gradients_vs_lime": {
+    "03_gradients_vs_lime": {  # the package (and scikit-learn's Ridge) everywhere
         "gradient_answer": (
             "from captum.attr import Saliency as _S\n"
             "def vanilla_gradient(model, x, target):\n"
             "    return _S(model).attribute(x, target=target, abs=False).detach()\n"),
-        "squared_answer": (
-            "import xaicourse.attribution as _A\n"
-            "def squared_gradient_map(model, x, target):\n"
-            "    return _A.squared_gradient(model, x, target).sum(1)\n"),
+        "gradcam_answer": (
+            "from xaicourse.attribution import grad_cam as _gc\n"
+            "def grad_cam_map(model, layer, x, target):\n"
+            "    return _gc(model, x, target, layer=layer)[:, 0]\n"),
+        "kernel_answer": (
+            "from xaicourse.attribution.lime import distances as _d, kernel_weights as _k\n"
+            "def lime_kernel_weights(Z, kernel_width=0.25):\n"
+            "    Z = np.asarray(Z, dtype=float)\n"
+            "    return _k(_d(np.r_[np.ones((1, Z.shape[1])), Z])[1:], kernel_width)\n"),
         "ridge_answer": (
             "from sklearn.linear_model import Ridge as _R\n"
             "def lime_ridge(Z, y, weights, alpha=1.0):\n"
@@ -115,6 +120,62 @@ LIBRARY_ANSWERS = {
             "        raise ValueError('all weights are zero')\n"
             "    r = _R(alpha=alpha).fit(Z, y, sample_weight=weights)\n"
             "    return r.coef_, r.intercept_\n"),
+        "pipeline_answer": (
+            "from xaicourse.attribution import lime as _L\n"
+            "def lime_fit(f, n_features, num_samples=1000, kernel_width=0.25, alpha=1.0, seed=0):\n"
+            "    Z = _L.sample_masks(num_samples, n_features, seed).astype(float)\n"
+            "    w = _L.kernel_weights(_L.distances(Z), kernel_width)\n"
+            "    beta, b = _L.weighted_ridge(Z, np.asarray(f(Z), dtype=float), w, alpha)\n"
+            "    return beta, b, Z, w\n"),
+    },
+    "03_gradients_vs_lime:captum": {  # captum's LayerGradCam / Lime kernel / Lime, the lime package's LimeBase
+        "gradcam_answer": (
+            "from captum.attr import LayerGradCam as _LGC, LayerAttribution as _LA\n"
+            "def grad_cam_map(model, layer, x, target):\n"
+            "    a = _LGC(model, layer).attribute(x.detach().clone().requires_grad_(True), target=target,\n"
+            "                                     relu_attributions=True)\n"
+            "    return _LA.interpolate(a, tuple(x.shape[2:]), interpolate_mode='bilinear')[:, 0].detach()\n"),
+        "kernel_answer": (
+            "from captum.attr._core.lime import get_exp_kernel_similarity_function as _sim\n"
+            "def lime_kernel_weights(Z, kernel_width=0.25):\n"
+            "    if not kernel_width > 0:\n"
+            "        raise ValueError('kernel_width must be > 0')\n"
+            "    k = _sim('cosine', kernel_width)\n"
+            "    Z = torch.as_tensor(np.asarray(Z, dtype=float))\n"
+            "    return np.array([k(torch.ones(Z.shape[1]), z, None) for z in Z])\n"),
+        "ridge_answer": (
+            "from lime.lime_base import LimeBase as _LB\n"
+            "from sklearn.linear_model import Ridge as _R\n"
+            "def lime_ridge(Z, y, weights, alpha=1.0):\n"
+            "    if np.sum(weights) <= 0:\n"
+            "        raise ValueError('all weights are zero')\n"
+            "    Z = np.asarray(Z, dtype=float)\n"
+            "    b, exp, _, _ = _LB(lambda w: w).explain_instance_with_data(\n"
+            "        Z, np.asarray(y, dtype=float)[:, None], np.asarray(weights, dtype=float), 0, Z.shape[1],\n"
+            "        feature_selection='none', model_regressor=_R(alpha=alpha))\n"
+            "    beta = np.zeros(Z.shape[1])\n"
+            "    for j, v in exp:\n"
+            "        beta[j] = v\n"
+            "    return beta, b\n"),
+        "pipeline_answer": (
+            "from captum.attr import Lime as _Lime\n"
+            "from captum.attr._core.lime import get_exp_kernel_similarity_function as _sim\n"
+            "from captum._utils.models.linear_model import SkLearnRidge as _SR\n"
+            "def lime_fit(f, n_features, num_samples=1000, kernel_width=0.25, alpha=1.0, seed=0):\n"
+            "    torch.manual_seed(seed)\n"
+            "    seen, ws = [], []\n"
+            "    def fwd(z):\n"
+            "        seen.append(z.detach().double().numpy().copy())\n"
+            "        return torch.as_tensor(f(seen[-1]))\n"
+            "    k = _sim('cosine', kernel_width)\n"
+            "    def sim(a, b_, i, **kw):\n"
+            "        ws.append(k(a, b_, i)); return ws[-1]\n"
+            "    lime = _Lime(fwd, interpretable_model=_SR(alpha=alpha), similarity_func=sim)\n"
+            "    coef = lime.attribute(torch.ones(1, n_features, dtype=torch.float64), baselines=0.0,\n"
+            "                          n_samples=num_samples - 1, perturbations_per_eval=1)\n"
+            "    b = float(lime.interpretable_model.bias())\n"
+            "    Z = np.concatenate([np.ones((1, n_features))] + seen)   # captum leaves out the instance itself\n"
+            "    return coef[0].double().numpy(), b, Z, np.r_[1.0, ws]\n"),
     },
     "06_representer_points": {
         "alpha_answer": (
@@ -145,8 +206,43 @@ LIBRARY_ANSWERS = {
             "    return torch.topk(scores, k).indices\n"),
     },
 }
+"""Keys: an exercise, or "exercise:variant" for a further library-call submission (student "lib-variant")."""
+LIBRARY_KEEPS = {"00_introduction": 0.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0,
+                 "03_gradients_vs_lime:captum": 3.0}  # its task 1 is the solution's
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
-LIBRARY_KEEPS = {"00_introduction": 0.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0}
+
+PARTIAL_ANSWERS = {
+    # ex03: Grad-CAM upsampled with align_corners=True, lime's kernel without the square root (3a wrong,
+    # and 3c that uses it): tasks 1 and 3b right → 3 + 3 of 12
+    ("grace", "03_gradients_vs_lime"): ({
+        "gradcam_answer": (
+            "def grad_cam_map(model, layer, x, target):\n"
+            "    store = {}\n"
+            "    h = layer.register_forward_hook(lambda m, i, o: store.__setitem__('A', o))\n"
+            "    try:\n"
+            "        out = model(x.detach().clone().requires_grad_(True))\n"
+            "    finally:\n"
+            "        h.remove()\n"
+            "    t = torch.as_tensor(target).reshape(-1).expand(len(x))\n"
+            "    (g,) = torch.autograd.grad(out[torch.arange(len(x)), t].sum(), store['A'])\n"
+            "    cam = torch.relu((g.mean((2, 3), keepdim=True) * store['A']).sum(1, keepdim=True))\n"
+            "    return F.interpolate(cam, size=tuple(x.shape[2:]), mode='bilinear', align_corners=True)[:, 0].detach()\n"),
+        "kernel_answer": (
+            "def lime_kernel_weights(Z, kernel_width=0.25):\n"
+            "    if not kernel_width > 0:\n"
+            "        raise ValueError('kernel_width must be > 0')\n"
+            "    Z = np.asarray(Z, dtype=float)\n"
+            "    n = np.linalg.norm(Z, axis=1) * np.sqrt(Z.shape[1])\n"
+            "    d = 1 - np.divide(Z.sum(1), n, out=np.zeros(len(Z)), where=n > 0)\n"
+            "    return np.exp(-d ** 2 / kernel_width ** 2)\n"),
+    }, 6.0),
+}
+"""(student, exercise) → (answers replacing the solution's cells, the score they must get)."""
+
+
+def _library_student(key):
+    ex, _, variant = key.partition(":")
+    return ex, "lib-" + variant if variant else "lib"
 
 
 def _solution(ex):
@@ -181,11 +277,17 @@ def submissions():
     subs["frank", "00_introduction"] = tamper
     # library-call answers: every graded task answered by calling the package's (or captum's,
     # scikit-learn's) implementation of the same thing — hidden tests must give them no points
-    for ex, answers in LIBRARY_ANSWERS.items():
+    for key, answers in LIBRARY_ANSWERS.items():
+        ex, student = _library_student(key)
         lib = _solution(ex)
         for grade_id, source in answers.items():
             _cell(lib, grade_id).source = source
-        subs["lib", ex] = lib
+        subs[student, ex] = lib
+    for (student, ex), (answers, _) in PARTIAL_ANSWERS.items():
+        nb = _solution(ex)
+        for grade_id, source in answers.items():
+            _cell(nb, grade_id).source = source
+        subs[student, ex] = nb
     return subs
 
 
@@ -226,10 +328,17 @@ def test_tampered_locked_cells_do_not_earn_points(grades):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ex", list(LIBRARY_ANSWERS))
-def test_library_call_answers_earn_nothing(grades, ex):
-    r = grades[("lib", ex)]
-    assert float(r["score"]) == LIBRARY_KEEPS[ex], r
+@pytest.mark.parametrize("key", list(LIBRARY_ANSWERS))
+def test_library_call_answers_earn_nothing(grades, key):
+    r = grades[tuple(reversed(_library_student(key)))]
+    assert float(r["score"]) == LIBRARY_KEEPS[key], r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student, ex", list(PARTIAL_ANSWERS))
+def test_partly_wrong_answers_partial_credit(grades, student, ex):
+    r = grades[(student, ex)]
+    assert float(r["score"]) == PARTIAL_ANSWERS[(student, ex)][1], r
 
 
 @pytest.mark.slow
