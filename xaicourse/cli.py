@@ -12,9 +12,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="xaicourse", description="Build, check and grade the xaicourse notebooks.")
     ap.add_argument("--root", default=None, help="course folder (default: found from the current folder)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="execute every lecture and solution; write an HTML site to build/site/")
+    b = sub.add_parser("build", help="execute the lectures once and write the course site (Sphinx): the student "
+                       "site build/site/ (lectures + exercises, no solutions); --instructor adds the solutions")
     b.add_argument("--quick", action="store_true", help="small sizes (XAICOURSE_QUICK=1), for tests")
-    b.add_argument("--out", default=None, help="site folder (default: build/site)")
+    b.add_argument("--out", default=None, help="site folder (default: build/site, or build/instructor-site)")
+    b.add_argument("--instructor", action="store_true",
+                   help="also execute the solutions and publish them in a marked section (never give this site to students)")
     b.add_argument("--only", default=None, help="only notebooks whose name contains this text")
     b.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
     sub.add_parser("exercises", help="regenerate exercises/ from solutions/ with nbgrader")
@@ -39,8 +42,8 @@ def main(argv=None) -> int:
     if args.cmd == "build":
         try:
             results = course.build(root, Path(args.out) if args.out else None, quick=args.quick,
-                                   only=args.only, jobs=args.jobs)
-        except ValueError as err:
+                                   only=args.only, jobs=args.jobs, instructor=args.instructor)
+        except (ValueError, RuntimeError) as err:
             print(f"xaicourse: {err}", file=sys.stderr)
             return 2
         return 1 if any(not r.ok for r in results) else 0
