@@ -72,7 +72,7 @@ def lab(tmp_path_factory):
                JUPYTER_CONFIG_DIR=str(work / ".jupyter"), JUPYTER_RUNTIME_DIR=str(work / ".runtime"),
                PYDEVD_DISABLE_FILE_VALIDATION="1")
     env.pop("MPLBACKEND", None)  # the kernel's inline backend, as for a student
-    log = open(work / "lab.log", "w")
+    log = open(work.parent / f"{work.name}-lab.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
                              f"--ServerApp.token={token}", f"--ServerApp.root_dir={work}", "--allow-root",
                              "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
@@ -85,7 +85,7 @@ def lab(tmp_path_factory):
                 break
             except Exception:
                 if proc.poll() is not None:
-                    pytest.fail(f"jupyter lab exited: {(work / 'lab.log').read_text()[-2000:]}")
+                    pytest.fail(f"jupyter lab exited: {Path(log.name).read_text()[-2000:]}")
                 time.sleep(0.5)
         yield base, token, work
     finally:
