@@ -171,6 +171,8 @@ def release_feedback(course: Path, exchange: Path, exercise: str, course_id: str
 def export(course: Path) -> Path:
     """``grades_by_student.csv``: one row per student, one column per exercise, and the total."""
     course = Path(course)
+    if not (course / "grades.csv").exists():
+        raise ValueError(f"{course / 'grades.csv'} does not exist: run `xaicourse classroom grade --course {course}` first")
     with open(course / "grades.csv") as fh:
         rows = list(csv.DictReader(fh))
     exercises = sorted({r["exercise"] for r in rows if r["exercise"]})

@@ -123,7 +123,7 @@ def _classroom(root: Path, args) -> int:
             r = classroom.simulate(root, work, exercises=ex, jobs=args.jobs, timeout=min(args.timeout, 20))
             print((r["by_student"]).read_text())
             print(f"[classroom] course {r['course']}, exchange {r['exchange']}, student homes {r['homes']}")
-    except (RuntimeError, ValueError) as err:
+    except (RuntimeError, ValueError, OSError) as err:
         print(f"xaicourse: {err}", file=sys.stderr)
         return 1
     return 0
