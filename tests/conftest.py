@@ -29,14 +29,19 @@ def _restore_course_device():
 def sites(tmp_path_factory):
     """The course built once in quick mode: ``xaicourse build --instructor`` (lectures and solutions
     executed, instructor site) and the student site written from the same executed lectures (what
-    ``xaicourse build`` publishes; nothing executed twice). ``XAICOURSE_TEST_ONLY=NAME`` builds
-    only the matching notebooks (a developer's shortcut; the full suite needs every notebook)."""
+    ``xaicourse build`` publishes; nothing executed twice). Developer shortcuts (the full suite
+    needs every notebook): ``XAICOURSE_TEST_ONLY=NAME`` builds only the matching notebooks;
+    ``XAICOURSE_TEST_SITES=DIR`` checks sites already built in ``DIR/instructor`` and ``DIR/student``."""
     import json
     import time
     from types import SimpleNamespace
 
     from xaicourse import course, site
 
+    prebuilt = os.environ.get("XAICOURSE_TEST_SITES")  # DIR with instructor/ and student/ (site checks only)
+    if prebuilt:
+        return SimpleNamespace(instructor=Path(prebuilt) / "instructor", student=Path(prebuilt) / "student",
+                               results={}, stats={})
     base = tmp_path_factory.mktemp("sites")
     only = os.environ.get("XAICOURSE_TEST_ONLY") or None
     t0 = time.time()
