@@ -44,7 +44,7 @@ def test_site_index_links_every_lecture(built, sites):
             imgs = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.png)"', page)
             assert imgs and all((site_dir / i).stat().st_size > 1000 for i in imgs), \
                 f"{name} shows no figure of our execution (inline backend lost?)"
-            assert "Download the notebook" in page and 'class="math' in page
+            assert 'class="reference download internal"' in page and 'class="math' in page
         for ex in EXERCISES:
             assert f'href="exercises/{ex}.html"' in index, ex
     assert len(results) == len(NOTEBOOKS)
