@@ -2,6 +2,9 @@
 lectures are covered automatically), the site index links them, exercises are in sync and
 clean, and nbgrader grades solutions to full marks and untouched exercises to zero."""
 import copy
+import html
+import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -15,10 +18,9 @@ EXERCISES = course.exercise_names(ROOT)
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("site")
-    results = course.build(ROOT, out=out, quick=True, jobs=2)
-    return out, {r.path: r for r in results}
+def built(sites):
+    """The instructor build (every lecture and solution executed once; see conftest ``sites``)."""
+    return sites.instructor, sites.results
 
 
 @pytest.mark.slow
@@ -30,15 +32,66 @@ def test_notebook_executes_in_quick_mode(built, nb):
 
 
 @pytest.mark.slow
-def test_site_index_links_every_lecture(built):
+def test_site_index_links_every_lecture(built, sites):
     out, results = built
-    index = (out / "index.html").read_text()
-    for nb in course.lecture_notebooks(ROOT):
-        name = f"lectures__{nb.stem}.html"
-        assert f"href='{name}'" in index, name
-        page = (out / name).read_text()
-        assert "data:image/png" in page, f"{name} shows no figure (inline backend lost?)"
+    for site_dir in (sites.student, sites.instructor):
+        index = (site_dir / "index.html").read_text()
+        for nb in course.lecture_notebooks(ROOT):
+            name = f"lectures/{nb.stem}.html"
+            assert f'href="{name}"' in index, (site_dir.name, name)
+            page = (site_dir / name).read_text()
+            imgs = re.findall(r'<img[^>]+src="\.\./(_images/[^"]+\.png)"', page)
+            assert imgs and all((site_dir / i).stat().st_size > 1000 for i in imgs), \
+                f"{name} shows no figure of our execution (inline backend lost?)"
+            assert 'class="reference download internal"' in page and 'class="math' in page
+        for ex in EXERCISES:
+            assert f'href="exercises/{ex}.html"' in index, ex
     assert len(results) == len(NOTEBOOKS)
+    index = (sites.instructor / "index.html").read_text()
+    assert "Instructor only: solutions" in index
+    for ex in EXERCISES:
+        assert f'href="solutions/{ex}.html"' in index, ex
+
+
+@pytest.mark.slow
+def test_student_site_has_no_solution_or_hidden_test(sites):
+    """Every line of solution code and hidden tests that the released exercises and lectures do
+    not show anyway must be absent from every file of the student site (HTML text, search index,
+    downloads); the instructor site must have them (so the check can fail)."""
+    public = "".join(p.read_text() for p in sorted((ROOT / "exercises").glob("*/*.ipynb")))
+    public += "".join(p.read_text() for p in course.lecture_notebooks(ROOT))
+    secrets = {}
+    for ex in EXERCISES:
+        src = (ROOT / "solutions" / ex / f"{ex}.ipynb")
+        for c in nbformat.read(src, as_version=4).cells:
+            for block in re.findall(r"### BEGIN (?:SOLUTION|HIDDEN TESTS)\n(.*?)### END", c.source, re.S):
+                for line in block.splitlines():
+                    line = line.strip()
+                    if len(line) > 24 and json.dumps(line)[1:-1] not in public and line not in public:
+                        secrets.setdefault(ex, set()).add(line)
+    secret = set().union(*secrets.values())
+    assert len(secret) > 50
+
+    def text_of(site_dir):
+        parts = []
+        for p in site_dir.rglob("*"):
+            if p.is_file() and p.suffix in (".html", ".js", ".ipynb", ".txt", ".json") and "_static" not in p.parts:
+                t = p.read_text(encoding="utf-8", errors="replace")
+                parts.append(html.unescape(re.sub(r"<[^>]+>", "", t)) if p.suffix == ".html" else t)
+                parts.append(t)
+        return "\n".join(parts)
+
+    student = text_of(sites.student)
+    leaked = sorted(l for l in secret if l in student)
+    assert not leaked, f"{len(leaked)} solution / hidden-test lines in the student site, e.g. {leaked[:3]}"
+    for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "_check_integrity", "Instructor only"):
+        assert marker not in student, marker
+    assert not (sites.student / "solutions").exists()
+    instructor = text_of(sites.instructor)  # the check can fail: the instructor site shows them
+    shown = [ex for ex in EXERCISES if (sites.instructor / "solutions" / f"{ex}.html").exists()]
+    assert shown
+    for ex in shown:
+        assert sum(l in instructor for l in secrets[ex]) > 0.5 * len(secrets[ex]), ex
 
 
 def test_parameters_cell_first_and_device_toggle():

@@ -145,7 +145,7 @@ def notebook_state(monkeypatch):
     dev, threads = xaicourse.device._current, torch.get_num_threads()
     nb = nbformat.read(ROOT / "solutions" / EX / f"{EX}.ipynb", as_version=4)
     ns: dict = {}
-    for c in [c for c in nb.cells if c.cell_type == "code"][:2]:       # parameters, setup
+    for c in [c for c in nb.cells if c.cell_type == "code"][:3]:       # parameters, setup, own data
         exec(compile(c.source, "<setup>", "exec"), ns)
     yield nb, ns
     xaicourse.device._current = dev

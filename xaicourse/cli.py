@@ -12,9 +12,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="xaicourse", description="Build, check and grade the xaicourse notebooks.")
     ap.add_argument("--root", default=None, help="course folder (default: found from the current folder)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="execute every lecture and solution; write an HTML site to build/site/")
+    b = sub.add_parser("build", help="execute the lectures once and write the course site (Sphinx): the student "
+                       "site build/site/ (lectures + exercises, no solutions); --instructor adds the solutions")
     b.add_argument("--quick", action="store_true", help="small sizes (XAICOURSE_QUICK=1), for tests")
-    b.add_argument("--out", default=None, help="site folder (default: build/site)")
+    b.add_argument("--out", default=None, help="site folder (default: build/site, or build/instructor-site)")
+    b.add_argument("--instructor", action="store_true",
+                   help="also execute the solutions and publish them in a marked section (never give this site to students)")
     b.add_argument("--only", default=None, help="only notebooks whose name contains this text")
     b.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
     sub.add_parser("exercises", help="regenerate exercises/ from solutions/ with nbgrader")
@@ -30,6 +33,19 @@ def main(argv=None) -> int:
     g.add_argument("--roster", default=None, help="file with one student id per line: absent ones get a 'missing' row")
     g.add_argument("--memory", type=int, default=6144, help="MB of RAM one submission may use (default 6144)")
     g.add_argument("--no-feedback", action="store_true", help="skip the per-student feedback pages")
+    k = sub.add_parser("classroom", help="run a class through nbgrader's exchange: release, collect, grade, feedback")
+    k.add_argument("action", choices=["release", "collect", "grade", "feedback", "export", "demo"],
+                   help="release: every exercise to the exchange; collect: submissions into COURSE/submitted; "
+                        "grade: sandboxed autograde + feedback pages; feedback: release them to the students; "
+                        "export: grades_by_student.csv; demo: the whole round trip with three simulated students")
+    k.add_argument("exercises", nargs="*", help="exercise names (default: all)")
+    k.add_argument("--course", default="course", help="nbgrader course directory (default ./course)")
+    k.add_argument("--exchange", default="/srv/nbgrader/exchange", help="nbgrader exchange root")
+    k.add_argument("--course-id", default="xaicourse")
+    k.add_argument("--jobs", "-j", type=int, default=2, help="submissions graded at once, each isolated")
+    k.add_argument("--timeout", type=int, default=120, help="seconds allowed per cell")
+    k.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "docker", "podman", "none"])
+    k.add_argument("--workdir", default=None, help="demo: folder for course, exchange and homes (default: a temporary one)")
     args = ap.parse_args(argv)
     try:
         root = course.find_root(args.root)
@@ -39,11 +55,13 @@ def main(argv=None) -> int:
     if args.cmd == "build":
         try:
             results = course.build(root, Path(args.out) if args.out else None, quick=args.quick,
-                                   only=args.only, jobs=args.jobs)
-        except ValueError as err:
+                                   only=args.only, jobs=args.jobs, instructor=args.instructor)
+        except (ValueError, RuntimeError) as err:
             print(f"xaicourse: {err}", file=sys.stderr)
             return 2
         return 1 if any(not r.ok for r in results) else 0
+    if args.cmd == "classroom":
+        return _classroom(root, args)
     if args.cmd == "exercises":
         course.generate_exercises(root)
         return 0
@@ -71,6 +89,44 @@ def main(argv=None) -> int:
         print(f"[grade] {len(rows)} row(s) written to {args.out}")
         return 0
     return 2
+
+
+def _classroom(root: Path, args) -> int:
+    import tempfile
+
+    from . import classroom
+
+    names = args.exercises or course.exercise_names(root)
+    unknown = sorted(set(names) - set(course.exercise_names(root)))
+    if unknown:
+        print(f"xaicourse: unknown exercise(s) {', '.join(unknown)}; known: {', '.join(course.exercise_names(root))}",
+              file=sys.stderr)
+        return 2
+    c, x, cid = Path(args.course), Path(args.exchange), args.course_id
+    try:
+        if args.action == "release":
+            classroom.release(root, c, x, cid, names)
+        elif args.action == "collect":
+            for n in names:
+                classroom.collect(c, x, n, cid)
+        elif args.action == "grade":
+            rows = classroom.autograde(root, c, jobs=args.jobs, timeout=args.timeout, sandbox=args.sandbox)
+            print(f"[classroom] {len(rows)} submission(s) graded → {c / 'grades.csv'}; feedback in {c / 'feedback'}")
+        elif args.action == "feedback":
+            for n in names:
+                classroom.release_feedback(c, x, n, cid)
+        elif args.action == "export":
+            print(f"[classroom] {classroom.export(c)}")
+        elif args.action == "demo":
+            work = Path(args.workdir or tempfile.mkdtemp(prefix="xaicourse-class-"))
+            ex = tuple(args.exercises) or ("00_introduction", "02_tsne")
+            r = classroom.simulate(root, work, exercises=ex, jobs=args.jobs, timeout=min(args.timeout, 20))
+            print((r["by_student"]).read_text())
+            print(f"[classroom] course {r['course']}, exchange {r['exchange']}, student homes {r['homes']}")
+    except (RuntimeError, ValueError, OSError) as err:
+        print(f"xaicourse: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

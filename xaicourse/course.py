@@ -9,7 +9,6 @@ Layout it expects under ``root``: ``lectures/NN_topic.ipynb``,
 from __future__ import annotations
 
 import csv
-import html
 import json
 import os
 import shutil
@@ -102,24 +101,29 @@ def _title(nb, fallback: str) -> str:
 
 
 def build(root: Path, out: Path | None = None, quick: bool = False, only: str | None = None,
-          jobs: int = 1, log=print) -> list[RunResult]:
-    """Execute every lecture and solution notebook and write an HTML site with an index.
+          jobs: int = 1, instructor: bool = False, log=print) -> list[RunResult]:
+    """Execute the lectures (and, with ``instructor``, the solutions) once and write the course site.
 
-    ``jobs`` notebooks run at once (each kernel then limited to one torch thread).
-    Returns one ``RunResult`` per notebook; failures are reported by name with the
-    failing cell. The CLI exits non-zero when any failed.
+    The **student site** (default ``build/site``) holds the executed lectures and the generated
+    exercises (unexecuted), never the solutions; ``instructor=True`` also executes every solution
+    and writes the **instructor site** (default ``build/instructor-site``) with a separate, marked
+    section for them. The site is built by Sphinx + MyST-NB from the notebooks executed here (see
+    ``xaicourse.site``). ``jobs`` notebooks run at once (each kernel then limited to one torch
+    thread). Returns one ``RunResult`` per executed notebook; failures are reported by name with
+    the failing cell. The CLI exits non-zero when any failed.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from nbconvert import HTMLExporter
+    from . import site
 
     root = Path(root)
-    out = Path(out or root / "build" / "site")
-    out.mkdir(parents=True, exist_ok=True)
-    notebooks = lecture_notebooks(root) + solution_notebooks(root)
+    out = Path(out or root / "build" / ("instructor-site" if instructor else "site"))
+    notebooks = lecture_notebooks(root) + (solution_notebooks(root) if instructor else [])
     if only:
         notebooks = [p for p in notebooks if only in p.name or only in p.parent.name]
-    if not notebooks:
+    has_exercises = (root / "exercises").is_dir() and any(
+        only is None or only in p.name for p in (root / "exercises").glob("[0-9][0-9]_*"))
+    if not notebooks and not has_exercises:
         raise ValueError(f"no notebooks to build (only={only!r})")
     jobs = max(1, int(jobs))
 
@@ -129,23 +133,11 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
         log(f"[build]   {p.relative_to(root)}: {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f}s")
         return r
 
+    t0 = time.time()
     with ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(run, notebooks))
-    exporter = HTMLExporter()
-    rows = []
-    for r in results:
-        rel = r.path.relative_to(root)
-        html_name = str(rel.with_suffix(".html")).replace(os.sep, "__")
-        body, _ = exporter.from_notebook_node(r.nb)
-        (out / html_name).write_text(body, encoding="utf-8")
-        rows.append(f"<li><a href='{html.escape(html_name)}'>{html.escape(_title(r.nb, r.path.stem))}</a> "
-                    f"<small>({html.escape(str(rel))}, {r.seconds:.0f}s"
-                    f"{'' if r.ok else ', <b style=color:#b00>FAILED</b>'})</small></li>")
-    (out / "index.html").write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>xaicourse</title></head><body>"
-        "<h1>xaicourse — explaining neural networks</h1>"
-        f"<p>Built {'in quick mode ' if quick else ''}on {time.strftime('%Y-%m-%d %H:%M')}.</p>"
-        f"<ul>{''.join(rows)}</ul></body></html>", encoding="utf-8")
+    log(f"[build] executed {len(results)} notebook(s) in {time.time() - t0:.1f}s")
+    site.write_site(root, out, results, instructor=instructor, quick=quick, only=only, log=log)
     failures = [r for r in results if not r.ok]
     for r in failures:
         log(f"[build] FAILED: {r.error}")
