@@ -106,6 +106,36 @@ class LogisticRegression(nn.Module):
         return self.linear(x.flatten(1))
 
 
+class TextClassifier(nn.Module):
+    """A tiny text classifier over token ids (N, L): embedding → ``body``.
+
+    ``body`` (an ``nn.Sequential`` taking embeddings (N, L, dim) → logits): conv1d over positions
+    (kernel 3) → ReLU → max over positions → linear. Attribution methods explain ``body`` on
+    ``embed(tokens)`` (float inputs), then reduce over the embedding axis per token.
+    """
+
+    def __init__(self, vocab_size: int, n_classes: int = 2, dim: int = 16, channels: int = 32):
+        super().__init__()
+        self.config = dict(vocab_size=vocab_size, n_classes=n_classes, dim=dim, channels=channels)
+        self.embedding = nn.Embedding(vocab_size, dim)
+        self.body = nn.Sequential(_Transpose(), nn.Conv1d(dim, channels, 3, padding=1), nn.ReLU(),
+                                  nn.AdaptiveMaxPool1d(1), nn.Flatten(), nn.Linear(channels, n_classes))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token ids (N, L) → embeddings (N, L, dim)."""
+        return self.embedding(tokens)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.body(self.embedding(tokens))
+
+
+class _Transpose(nn.Module):
+    """(N, L, dim) → (N, dim, L) for Conv1d."""
+
+    def forward(self, x):
+        return x.transpose(1, 2)
+
+
 @dataclass
 class TrainResult:
     """What ``train`` returns. ``checkpoints`` is a list of dicts
@@ -381,6 +411,24 @@ def course_model(dataset: str = "digits", kind: str = "cnn", device=None, progre
                 batch_size=r["batch_size"], seed=seed, checkpoint_every=checkpoint_every,
                 device=device, progress=progress)
     return res.model, split, res
+
+
+def clever_hans_model(n_train: int = 2000, seed: int = 0, device=None, epochs: int = 10):
+    """The Clever-Hans CNN of lectures 03 and 08: a SmallCNN(3, 4, width=16) trained on shapes where
+    90 % of the training images carry a bright corner patch whose corner is given by the class
+    (``data.load_shapes_split(n_train, 300, watermark=0.9)``; the test images carry none).
+
+    Returns ``(model, split)``; cached like ``train``. Cue-carrying test images with their cue
+    and object masks: ``data.make_shapes(n, seed=..., watermark=1.0)``.
+    """
+    from . import data as _data
+    from ._validate import check_int
+
+    n_train = check_int("n_train", n_train, min=8)
+    split = _data.load_shapes_split(n_train, 300, watermark=0.9, seed=0)
+    res = train(SmallCNN(3, 4, width=16), split.X_train, split.y_train, epochs=epochs, lr=3e-3, seed=seed,
+                device=device, progress=False)
+    return res.model.eval(), split
 
 
 def clone_model(model: nn.Module) -> nn.Module:
