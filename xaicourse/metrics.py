@@ -53,7 +53,8 @@ __all__ = ["check_axioms", "axioms_table", "format_axioms_table", "toy_networks"
            # lecture 08
            "feature_map", "fill_baseline", "deletion_curve", "insertion_curve", "curve_auc", "aopc", "pointing_game",
            "mask_iou", "mass_on_mask", "rank_correlation", "randomized_layers", "cascading_randomization",
-           "label_randomization", "input_reduction", "FILLS"]
+           "label_randomization", "input_reduction", "FILLS", "random_attribution", "evaluate_methods",
+           "format_evaluation_table", "EVALUATION_COLUMNS"]
 
 AXIOMS = ("completeness", "sensitivity", "dummy", "linearity", "symmetry", "implementation_invariance")
 
@@ -598,3 +599,64 @@ def input_reduction(model: nn.Module, inputs: torch.Tensor, target, attributions
             m = (rank[n] < k_star).reshape(*([1] if x.dim() == 4 else []), *spatial).to(x.dtype)
             reduced[n] = x[n] * (1 - m) + x0[n] * m
     return {"remaining": kept, "fraction": kept.double() / D, "n_features": D, "reduced": reduced}
+
+
+def random_attribution(model: nn.Module, inputs: torch.Tensor, target, *, seed: int = 0) -> torch.Tensor:
+    """The control every metric must beat: U(0, 1) noise shaped like ``inputs`` (seeded; ignores the
+    model, so it also "passes" no sanity check: its maps do not change when the model does)."""
+    x = check_inputs(model, inputs)
+    g = torch.Generator().manual_seed(check_int("seed", seed))
+    return torch.rand(x.shape, generator=g, dtype=x.dtype).to(x.device)
+
+
+EVALUATION_COLUMNS = ("deletion_auc", "insertion_auc", "aopc", "pointing_game", "mask_iou", "sanity_rho",
+                      "seconds_per_image")
+
+
+def evaluate_methods(model: nn.Module, inputs: torch.Tensor, target, masks, methods: dict, *, steps: int = 20,
+                     fill: str = "constant", value: float = 0.5, sigma: float = 5.0, sanity_n: int = 10,
+                     sanity_layers: int = 3, progress: bool = True) -> list[dict]:
+    """Lecture 08's benchmark table: one row per method, the columns of ``EVALUATION_COLUMNS``.
+
+    methods: {row name: (method, options)} with method a name in ``attribution.METHODS`` or a function.
+    deletion AUC and AOPC (MoRF) with ``fill``/``value`` (default: grey 0.5, the course CNN's "zero",
+    which centres its input at 0.5) and insertion AUC from a blurred start (σ = ``sigma``) of the signed map, the
+    pointing game and mask IoU (k = |mask|) of |map| against ``masks`` (each a mean over the inputs);
+    sanity_rho: mean Spearman ρ between the trained model's signed map and the map after the top
+    ``sanity_layers`` layers are re-initialised (cascading randomisation, first ``sanity_n`` inputs);
+    seconds_per_image: wall time of the attribution / N. Values are floats; row["maps"] keeps the maps.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    x = check_inputs(model, inputs).detach()
+    with eval_on(model), torch.no_grad():
+        t = target_index(target, len(x), scores(model, x[:1]).shape[1])
+    top = randomized_layers(model)[:sanity_layers]
+    rows = []
+    for name, (method, options) in tqdm(list(methods.items()), desc="methods", disable=not progress):
+        t0 = time.perf_counter()
+        a = _attribute(method, model, x, t, dict(options)).detach()
+        sec = (time.perf_counter() - t0) / len(x)
+        d = curve_auc(*deletion_curve(model, x, t, a, steps=steps, fill=fill, value=value, sigma=sigma))
+        i = curve_auc(*insertion_curve(model, x, t, a, steps=steps, fill="blur", sigma=sigma))
+        ao = aopc(model, x, t, a, steps=steps, fill=fill, value=value, sigma=sigma)
+        pg = pointing_game(a, masks, absolute=True)
+        iou = mask_iou(a, masks, absolute=True)
+        rho = cascading_randomization(model, x[:sanity_n], t[:sanity_n], method, layers=top, absolute=False,
+                                      **dict(options))["rho"][-1]
+        rows.append(dict(method=name, deletion_auc=float(d.mean()), insertion_auc=float(i.mean()),
+                         aopc=float(ao.mean()), pointing_game=float(pg.mean()), mask_iou=float(iou.mean()),
+                         sanity_rho=float(rho.mean()), seconds_per_image=sec, maps=a))
+    return rows
+
+
+def format_evaluation_table(rows: list[dict]) -> str:
+    """The table as text, one line per method (↓ lower is better, ↑ higher is better)."""
+    heads = ("deletion↓", "insertion↑", "AOPC↑", "pointing↑", "IoU↑", "rand ρ↓", "s/image")
+    lines = [f"{'method':24s}" + "".join(f"{h:>11s}" for h in heads)]
+    for r in rows:
+        lines.append(f"{r['method']:24s}" + "".join(f"{r[c]:>11.3f}" for c in EVALUATION_COLUMNS[:-1])
+                     + f"{r['seconds_per_image']:>11.4f}")
+    return "\n".join(lines)
