@@ -31,7 +31,7 @@ def test_evaluation_panel_metrics_match_the_package():
     p.controls["metric"].value = "pointing game"
     assert p.state.value == float(M.pointing_game(ig[3:4], m[3:4], absolute=True)[0])
     p.controls["metric"].value = "insertion"
-    ref = M.curve_auc(*M.insertion_curve(model, x[3:4], y[3:4], ig[3:4], steps=8, sigma=5.0))[0]
+    ref = M.curve_auc(*M.insertion_curve(model, x[3:4], y[3:4], ig[3:4], steps=8, fill="constant", value=0.5))[0]
     assert abs(p.state.value - float(ref)) < 1e-9
 
 

@@ -619,8 +619,9 @@ def evaluate_methods(model: nn.Module, inputs: torch.Tensor, target, masks, meth
     """Lecture 08's benchmark table: one row per method, the columns of ``EVALUATION_COLUMNS``.
 
     methods: {row name: (method, options)} with method a name in ``attribution.METHODS`` or a function.
-    deletion AUC and AOPC (MoRF) with ``fill``/``value`` (default: grey 0.5, the course CNN's "zero",
-    which centres its input at 0.5) and insertion AUC from a blurred start (σ = ``sigma``) of the signed map, the
+    deletion AUC, insertion AUC and AOPC (MoRF) of the signed map with ``fill``/``value``/``sigma``
+    (default: grey 0.5, the course CNN's "zero", which centres its input at 0.5; on these 32×32
+    images a blurred start is often classified already, which compresses insertion AUCs), the
     pointing game and mask IoU (k = |mask|) of |map| against ``masks`` (each a mean over the inputs);
     sanity_rho: mean Spearman ρ between the trained model's signed map and the map after the top
     ``sanity_layers`` layers are re-initialised (cascading randomisation, first ``sanity_n`` inputs);
@@ -640,7 +641,7 @@ def evaluate_methods(model: nn.Module, inputs: torch.Tensor, target, masks, meth
         a = _attribute(method, model, x, t, dict(options)).detach()
         sec = (time.perf_counter() - t0) / len(x)
         d = curve_auc(*deletion_curve(model, x, t, a, steps=steps, fill=fill, value=value, sigma=sigma))
-        i = curve_auc(*insertion_curve(model, x, t, a, steps=steps, fill="blur", sigma=sigma))
+        i = curve_auc(*insertion_curve(model, x, t, a, steps=steps, fill=fill, value=value, sigma=sigma))
         ao = aopc(model, x, t, a, steps=steps, fill=fill, value=value, sigma=sigma)
         pg = pointing_game(a, masks, absolute=True)
         iou = mask_iou(a, masks, absolute=True)

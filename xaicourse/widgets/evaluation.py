@@ -10,14 +10,13 @@ from ._panel import Panel
 METRICS = ("deletion", "insertion", "pointing game", "mask IoU")
 
 
-def evaluation_panel(model, images, labels, masks, methods: dict, *, steps: int = 20, value: float = 0.5,
-                     sigma: float = 5.0):
+def evaluation_panel(model, images, labels, masks, methods: dict, *, steps: int = 20, value: float = 0.5):
     """Method picker × metric picker × image slider → the image with its object mask, the method's map,
     and the metric drawn (deletion / insertion curve with its AUC, or the map's maximum / top-|mask|
     pixels against the mask).
 
     methods: {name: (method, options)} as for ``metrics.evaluate_methods``. Deletion fills with the
-    constant ``value``; insertion starts from a blur of std ``sigma``.
+    constant ``value``; insertion starts from it.
     ``panel.state`` = {"method", "metric", "image", "value"} — value is the metric for that image
     (AUC, hit in [0, 1] or IoU), computed by the ``metrics`` functions.
     """
@@ -44,7 +43,7 @@ def evaluation_panel(model, images, labels, masks, methods: dict, *, steps: int 
         ax[1].set_title(method, fontsize=8)
         if metric in ("deletion", "insertion"):
             fn = M.deletion_curve if metric == "deletion" else M.insertion_curve
-            kw = dict(fill="constant", value=value) if metric == "deletion" else dict(fill="blur", sigma=sigma)
+            kw = dict(fill="constant", value=value)
             fr, s = fn(model, x, t, a, steps=steps, **kw)
             rnd = fn(model, x, t, M.random_attribution(model, x, t), steps=steps, **kw)[1]
             val = float(M.curve_auc(fr, s)[0])
