@@ -551,12 +551,13 @@ def label_randomization(model: nn.Module, X_train, y_train, inputs: torch.Tensor
 
 
 def input_reduction(model: nn.Module, inputs: torch.Tensor, target, attributions, *, fill: str = "constant",
-                    value: float = 0.0, sigma: float = 2.0, seed: int = 0, absolute: bool = False,
+                    value: float = 0.0, sigma: float = 2.0, seed: int = 0, absolute: bool = True,
                     step: int = 1, batch_size: int = 256) -> dict:
     """Input reduction (Feng et al. 2018): remove the least relevant features one by one while the
     model still predicts ``target``; how few features does the prediction need?
 
-    With features ordered by relevance ascending (``feature_map``), x⁽ᵏ⁾ = x with the k least
+    With features ordered by relevance ascending (``feature_map``; by |r| with ``absolute``, the
+    default: a strongly negative feature matters too), x⁽ᵏ⁾ = x with the k least
     relevant replaced by x₀ (``fill_baseline``); k* = the largest k with argmax f(x⁽ʲ⁾) = t for
     every j ≤ k (checked every ``step`` features). A good attribution keeps the prediction with
     few features. If the model does not predict ``target`` on x itself, nothing can be removed
