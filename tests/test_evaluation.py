@@ -155,8 +155,8 @@ def test_input_reduction_on_a_linear_model(b, remaining):
     model = Linear2(w.reshape(1, 11), b=b)
     x = torch.ones(1, 11, dtype=torch.float64)
     r = M.input_reduction(model, x, 0, w * x, absolute=False)
-    if b == -4.5:   # by |contribution| the 1s go first, then −2: 5 − 2 + 1 − 4.5 > 0 but 5 − 2 − 4.5 < 0
-        assert M.input_reduction(model, x, 0, w * x)["remaining"].tolist() == [3]
+    if b == -4.5:   # by |contribution| the 1s go first: 5 − 2 + 2·1 − 4.5 > 0 but 5 − 2 + 1 − 4.5 < 0
+        assert M.input_reduction(model, x, 0, w * x)["remaining"].tolist() == [4]
     assert r["remaining"].tolist() == [remaining], r["remaining"]
     assert r["n_features"] == 11
     assert model(r["reduced"]).argmax(1).item() == (0 if remaining < 11 else 1)
