@@ -258,10 +258,24 @@ LIBRARY_ANSWERS = {
             "def suspects(scores, k):\n"
             "    return torch.topk(scores, k).indices\n"),
     },
+    "08_evaluating_explanations": {
+        "deletion_answer": (
+            "from xaicourse.metrics import deletion_curve as _dc, curve_auc as _auc\n"
+            "def deletion_scores(model, x, target, attribution, steps=16, fill_value=0.5):\n"
+            "    return _dc(model, x[None], int(target), attribution[None], steps=steps, value=fill_value)[1][0]\n"
+            "def deletion_auc(scores, D, steps):\n"
+            "    fr = torch.tensor([round(j * D / steps) / D for j in range(steps + 1)], dtype=torch.float64)\n"
+            "    return float(_auc(fr, torch.as_tensor(scores, dtype=torch.float64)[None])[0])\n"),
+        "pointing_answer": (
+            "from xaicourse.metrics import pointing_game as _pg\n"
+            "def pointing_game(attributions, masks):\n"
+            "    return _pg(attributions, masks, absolute=True)\n"),
+    },
 }
 """Keys: an exercise, or "exercise:variant" for a further library-call submission (student "lib-variant")."""
 LIBRARY_KEEPS = {"00_introduction": 0.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0,
-                 "03_gradients_vs_lime:captum": 3.0}  # its task 1 is the solution's
+                 "03_gradients_vs_lime:captum": 3.0,  # its task 1 is the solution's
+                 "08_evaluating_explanations": 0.0}
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
 
 PARTIAL_ANSWERS = {

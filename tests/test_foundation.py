@@ -19,7 +19,8 @@ from xaicourse.attribution.shapley import patch_mask
 OPTIONS = {"smoothgrad": dict(n_samples=3), "occlusion": dict(window=4, stride=4),
            "lime": dict(num_samples=30, segmentation="grid", cell=4),
            "integrated_gradients": dict(n_steps=8), "shapley_sampling": dict(n_samples=2),
-           "shapley_exact": dict(feature_mask=patch_mask(16, 16, 8))}
+           "shapley_exact": dict(feature_mask=patch_mask(16, 16, 8)),
+           "meaningful_perturbation": dict(n_steps=5)}
 # the bad-input table uses 8×8 digits
 BAD_OPTIONS = OPTIONS | {"shapley_exact": dict(feature_mask=patch_mask(8, 8, 4))}
 # propagation rules are defined for the course's sequential ReLU models only (no BatchNorm/Dropout)

@@ -196,3 +196,55 @@ def load_shapes_split(n_train: int = 2000, n_test: int = 500, size: int = 32, se
                  extras={"train_masks": tr.masks, "test_masks": te.masks,
                          "flipped": tr.flipped, "clean_labels": tr.clean_labels,
                          "train_cue_masks": tr.cue_masks})
+
+
+# ------------------------------------------------------------------ a text task with known rationales
+POSITIVE_WORDS = ("good", "great", "superb", "lovely", "excellent", "enjoyable", "brilliant", "wonderful")
+NEGATIVE_WORDS = ("bad", "awful", "boring", "dull", "terrible", "poor", "horrible", "weak")
+NEUTRAL_WORDS = ("the", "a", "film", "movie", "plot", "actor", "scene", "story", "was", "is", "and", "it",
+                 "this", "that", "of", "with", "director", "music", "ending", "very", "quite", "rather",
+                 "cast", "script", "camera", "night", "city", "time", "really", "just", "its", "then")
+
+
+@dataclass
+class Sentiment:
+    """Output of ``make_sentiment``: tokens (n, length) int64 ids into ``vocab``; labels (n,) int64
+    (1 = positive); rationales (n, length) bool, True on the lexicon tokens that decide the label."""
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    rationales: torch.Tensor
+    vocab: tuple
+
+    def __len__(self):
+        return len(self.labels)
+
+    def text(self, i: int) -> str:
+        return " ".join(self.vocab[int(t)] for t in self.tokens[i])
+
+
+def make_sentiment(n: int, seed: int = 0, length: int = 12, max_cues: int = 3) -> Sentiment:
+    """A synthetic sentiment task whose label is decided by lexicon tokens (the true rationale).
+
+    Each sentence: ``length`` tokens of neutral filler with 1 … ``max_cues`` words of one polarity
+    (``POSITIVE_WORDS`` or ``NEGATIVE_WORDS``) at random positions; the label is that polarity
+    (balanced), and the rationale marks those words. vocab = neutral + positive + negative words.
+    """
+    n = check_int("n", n, min=1)
+    seed = check_int("seed", seed)
+    length = check_int("length", length, min=2)
+    max_cues = check_int("max_cues", max_cues, min=1, max=length)
+    vocab = NEUTRAL_WORDS + POSITIVE_WORDS + NEGATIVE_WORDS
+    n_neu, n_pos = len(NEUTRAL_WORDS), len(POSITIVE_WORDS)
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    rng.shuffle(labels)
+    tokens = rng.integers(0, n_neu, size=(n, length))
+    rationales = np.zeros((n, length), dtype=bool)
+    for i in range(n):
+        k = rng.integers(1, max_cues + 1)
+        pos = rng.choice(length, size=k, replace=False)
+        lex = rng.integers(0, n_pos, size=k) + (n_neu if labels[i] == 1 else n_neu + n_pos)
+        tokens[i, pos] = lex
+        rationales[i, pos] = True
+    return Sentiment(torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(labels.astype(np.int64)),
+                     torch.from_numpy(rationales), vocab)

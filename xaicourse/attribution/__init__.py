@@ -12,7 +12,8 @@ Families (modules): ``gradients`` (gradient, saliency, squared gradient, input Ã
 SmoothGrad, guided backprop), ``cam`` (Grad-CAM), ``perturbation`` (perturbation scores,
 occlusion), ``lime`` (LIME from scratch); lecture 04 adds integrated gradients to ``gradients``,
 ``propagation`` (DeepLIFT, LRP), ``shapley`` (sampled and exact Shapley values) and ``internal``
-(internal influence, conductance: per-unit, so not in ``METHODS``).
+(internal influence, conductance: per-unit, so not in ``METHODS``); lecture 08 adds ``masks``
+(meaningful perturbation, Fong & Vedaldi 2017).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import inspect
 from .cam import grad_cam
 from .gradients import (blurred_baseline, gradient, guided_backprop, input_x_gradient, integrated_gradients, saliency,
                         sample_baselines, smoothgrad, squared_gradient, uniform_noise_baseline)
+from .masks import meaningful_perturbation, total_variation
 from .lime import LimeExplanation, lime_attribution, lime_explain, lime_stability
 from .perturbation import occlusion, perturbation_scores
 from .propagation import deeplift, lrp
@@ -42,6 +44,7 @@ METHODS = {
     "lrp": lrp,
     "shapley_sampling": shapley_sampling,
     "shapley_exact": shapley_exact,
+    "meaningful_perturbation": meaningful_perturbation,
 }
 """name â†’ attribution function; every entry is ``f(model, inputs, target, **options)``."""
 
@@ -71,4 +74,5 @@ __all__ = ["attribute", "METHODS", "perturbation_scores", "gradient", "saliency"
            "lime_attribution", "lime_stability", "LimeExplanation",
            "integrated_gradients", "blurred_baseline", "uniform_noise_baseline", "sample_baselines",
            "deeplift", "lrp", "shapley_sampling", "shapley_exact", "patch_mask", "superpixel_mask",
-           "internal_influence", "layer_conductance", "unit_attribution", "layer_activations"]
+           "internal_influence", "layer_conductance", "unit_attribution", "layer_activations",
+           "meaningful_perturbation", "total_variation"]
