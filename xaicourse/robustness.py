@@ -75,7 +75,8 @@ def attribution_map(method: str, model, x, target, create_graph: bool = False, *
       (``noise`` (N·n_samples, C, H, W) replaces the seeded draw, to hold it fixed in an attack);
     * "integrated_gradients": ``attribution.integrated_gradients`` (black baseline, n_steps,
       Gauss–Legendre);
-    * "grad_cam": ``attribution.grad_cam(layer=...)`` (last conv layer by default).
+    * "grad_cam": ``attribution.grad_cam(layer=...)[:, 0]`` (one channel of the map, which the
+      package repeats over C; last conv layer by default).
     """
     from .attribution.gradients import ig_points
 
