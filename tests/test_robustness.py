@@ -90,11 +90,12 @@ def test_attack_keeps_constraints(cnn, x, kind):
     assert r.moved.any()
 
 
-def test_topk_attack_beats_random_sign(cnn, x):
-    kw = dict(eps=16 / 255, steps=15, k=20, confidence_tol=None)
-    rs = R.attack_attribution(cnn, "gradient", x, kind="random_sign", **kw)
-    tk = R.attack_attribution(cnn, "gradient", x, kind="topk", **kw)
-    assert tk.topk_intersection.mean() < rs.topk_intersection.mean()
+def test_topk_attack_needs_the_surrogate(cnn, x):
+    kw = dict(kind="topk", eps=16 / 255, steps=10, k=20, confidence_tol=None)
+    stuck = R.attack_attribution(cnn, "gradient", x, beta=None, **kw)     # ReLU: zero map gradient
+    assert stuck.delta_linf.max() == 0 and (stuck.topk_intersection == 1).all()
+    tk = R.attack_attribution(cnn, "gradient", x, beta=10.0, **kw)
+    assert tk.topk_intersection.mean() < 0.6
 
 
 def test_random_sign_convention(x):
