@@ -224,10 +224,14 @@ def tcav_score(model, layer, cav, inputs, target) -> float:
 
 def _ttest(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided Welch t-test p-value; defined (0 or 1) when both samples are constant."""
+    import warnings
+
     from scipy.stats import ttest_ind
     if np.std(a) == 0 and np.std(b) == 0:
         return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return float(ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():     # nearly constant samples: scipy warns, the p-value is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: int = 10, seed: int = 0,
