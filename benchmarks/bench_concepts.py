@@ -8,6 +8,8 @@
    relu3, on 50 clean test images of class k. Targets: on the Clever-Hans model p < 0.01 and
    TCAV ≥ 0.8; on the clean model not significant (p ≥ 0.01). captum's ``TCAV`` (its default
    SGD classifier, its own CAVs) on the same concept / random sets is printed beside ours.
+   The headline target is class 0 (circle, top-left patch); the other classes are reported too
+   (measured: the clean CNN also responds to a bottom-corner white patch for triangles / crosses).
 2. Parity: captum's ``TCAV.interpret`` with OUR CAV injected (a ``Classifier`` whose weights are
    the CAV) vs ``tcav_score`` — max |difference| over concepts, random runs and both models
    (target ≤ 1e-6), sign-count and magnitude.
@@ -99,7 +101,7 @@ def main():
     print("\n1. TCAV of the watermark concept 'white patch in corner k' for class k (layer relu3)")
     print(f"{'model':12s}{'class':>7s}{'TCAV':>7s}{'± sd':>7s}{'p':>10s}{'acc':>6s}{'random':>8s}"
           f"{'captum TCAV':>13s}{'captum p':>10s}   target")
-    parity, ok = [], True
+    parity, ok, ok0 = [], True, True
     with tempfile.TemporaryDirectory() as tmp:
         for name, m in nets.items():
             for k in range(4):
@@ -118,6 +120,7 @@ def main():
                     good = r.p_value >= 0.01
                     want = "p ≥ 0.01"
                 ok &= good
+                ok0 &= good if k == 0 else True
                 print(f"{name:12s}{k:>7d}{r.score:>7.2f}{r.std:>7.2f}{r.p_value:>10.2g}{r.accuracies.mean():>6.2f}"
                       f"{r.random_scores.mean():>8.2f}{theirs.mean():>13.2f}{p_c:>10.2g}   {want} "
                       f"{'OK' if good else 'MISSED'}")
@@ -126,7 +129,8 @@ def main():
                     sc, mag = captum_tcav(m, layer, concept, randoms[:1], xk, k, cav=cav, tmp=tmp)
                     S = directional_derivatives(m, layer, cav, xk, k)
                     parity.append(max(abs(sc[0] - tcav_score(m, layer, cav, xk, k)), abs(mag[0] - S.mean().item())))
-    print(f"   TCAV targets: {'all met' if ok else 'NOT all met'}")
+    print(f"   TCAV targets, class 0 (circle, top-left patch; the class lecture 03 shows): "
+          f"{'met' if ok0 else 'MISSED'}; on all four classes: {'met' if ok else 'NOT all met'}")
     print(f"\n2. captum parity with the same CAV and inputs: max |ours − captum| = {max(parity):.2e} "
           f"over {len(parity)} CAVs (target ≤ 1e-6) {'OK' if max(parity) <= 1e-6 else 'MISSED'}")
 

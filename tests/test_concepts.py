@@ -142,3 +142,15 @@ def test_bad_inputs(lin):
     cav = C.concept_activation_vector(lin, "body", a, b)
     with pytest.raises(ValueError, match="layer"):
         C.tcav_score(lin, "head", cav, a, 0)
+
+
+def test_tcav_scores_equal_tcav_score_of_its_cavs(lin):
+    g = torch.Generator().manual_seed(4)
+    rand_sets = [torch.randn(20, 6, generator=g) for _ in range(4)]
+    conc = torch.randn(20, 6, generator=g) + 1.5
+    x = torch.randn(30, 6, generator=g)
+    r = C.tcav(lin, "body", {"c": conc}, rand_sets, x, 1, n_random=3, seed=2)["c"]
+    for i, cav in enumerate(r.cavs):
+        assert r.scores[i] == C.tcav_score(lin, "body", cav, x, 1)
+        again = C.concept_activation_vector(lin, "body", conc, rand_sets[i], seed=2 + i)
+        assert torch.equal(again.vector, cav.vector)

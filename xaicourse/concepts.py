@@ -143,9 +143,12 @@ def _cav_vector(model, key, cav) -> torch.Tensor:
 
 # ------------------------------------------------------------------ CAV
 def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, C: float):
+    """sklearn's L2 logistic regression; BLAS limited to one thread (a few-dozen-row problem: extra
+    threads only spin, 5–10× slower on a busy 2-core machine)."""
     from sklearn.linear_model import LogisticRegression
-    clf = LogisticRegression(C=C, max_iter=2000)
-    return clf.fit(Xtr, ytr)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        return LogisticRegression(C=C, max_iter=2000).fit(Xtr, ytr)
 
 
 def concept_activation_vector(model, layer, concept_inputs, random_inputs, seed: int = 0, C: float = 1.0,
@@ -167,6 +170,10 @@ def concept_activation_vector(model, layer, concept_inputs, random_inputs, seed:
     test_fraction = check_real("test_fraction", test_fraction, min=0.0, max=0.5, min_inclusive=False)
     ac = layer_activations(model, key, xc).double().numpy()
     ar = layer_activations(model, key, xr).double().numpy()
+    return _cav_from_acts(ac, ar, key, seed, C, test_fraction)
+
+
+def _cav_from_acts(ac: np.ndarray, ar: np.ndarray, key: str, seed: int, C: float, test_fraction: float) -> CAV:
     rng = np.random.default_rng(seed)
     tr, te = [], []
     for a in (ac, ar):
@@ -257,16 +264,25 @@ def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: in
     for i, r in enumerate(random_sets[:n_random + 1]):
         _check_set(f"random_sets[{i}]", model, r)
     x = check_inputs(model, inputs)
-    items = list(concepts.items()) + [(None, random_sets[n_random])]
+    C = check_real("C", C, min=0.0, min_inclusive=False)
+    for name, cx in concepts.items():
+        _check_set(f"concepts[{name!r}]", model, cx)
+    # activations of every set and the layer gradients of the inputs, computed once
+    acts = {i: layer_activations(model, key, r).double().numpy() for i, r in enumerate(random_sets[:n_random + 1])}
+    grads = torch.cat([_layer_grads(model, key, x[s:s + 256], target if isinstance(target, int) or
+                                    torch.as_tensor(target).numel() == 1 else torch.as_tensor(target)[s:s + 256])
+                       for s in range(0, len(x), 256)]).detach().cpu()
+    items = [(name, layer_activations(model, key, cx).double().numpy()) for name, cx in concepts.items()]
+    items.append((None, acts[n_random]))
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(items) * n_random, desc="TCAV")
     found = {}
-    for name, cx in items:
+    for name, ac in items:
         sc, acc, cavs = [], [], []
         for i in range(n_random):
-            cav = concept_activation_vector(model, key, cx, random_sets[i], seed=seed + i, C=C)
-            sc.append(tcav_score(model, key, cav, x, target))
+            cav = _cav_from_acts(ac, acts[i], key, seed + i, C, 0.33)
+            sc.append(float((grads @ cav.vector > 0).float().mean()))     # = tcav_score(cav)
             acc.append(cav.accuracy)
             cavs.append(cav)
             if progress:
@@ -299,6 +315,8 @@ def linear_probe(model, layer, inputs, labels, seed: int = 0, C: float = 1.0,
     seed = check_int("seed", seed)
     a = layer_activations(model, key, x).double().numpy()
     Xtr, Xte, ytr, yte = train_test_split(a, y, test_size=test_fraction, random_state=seed, stratify=y)
-    clf = LogisticRegression(C=check_real("C", C, min=0.0, min_inclusive=False), max_iter=2000).fit(Xtr, ytr)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        clf = LogisticRegression(C=check_real("C", C, min=0.0, min_inclusive=False), max_iter=2000).fit(Xtr, ytr)
     vals, counts = np.unique(yte, return_counts=True)
     return ProbeResult(float((clf.predict(Xte) == yte).mean()), float(counts.max() / len(yte)), clf)
