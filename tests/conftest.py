@@ -32,7 +32,7 @@ def _restore_course_device():
 # grades exercise 04's submissions alone. One run instead of one per module saves the repeated
 # assignment generation and the idle tail of each parallel run (a third of the grading time).
 GRADED_BY = ("test_course", "test_grading_ex01", "test_grading_ex02", "test_grading_ex04", "test_grading_ex05")
-GRADING_TIMEOUT = 30  # seconds per cell: the hanging student costs this once; solutions need < 10
+GRADING_TIMEOUT = 60  # seconds per cell: the hanging student costs this once; a loaded CI runner needs headroom
 
 
 @pytest.fixture(scope="session")

@@ -271,11 +271,27 @@ LIBRARY_ANSWERS = {
             "def pointing_game(attributions, masks):\n"
             "    return _pg(attributions, masks, absolute=True)\n"),
     },
+    "09_concepts_and_robustness": {
+        "cav_answer": (
+            "from xaicourse.concepts import layer_activations as _la, tcav_score as _ts, _cav_from_acts as _cf\n"
+            "def layer_acts(model, layer, X):\n"
+            "    return _la(model, layer, X)\n"
+            "def train_cav(concept_acts, random_acts):\n"
+            "    return _cf(concept_acts.double().numpy(), random_acts.double().numpy(), 'x', 0, 1.0, 0.01).vector\n"
+            "def tcav_score_of(model, layer, cav, X, target):\n"
+            "    return _ts(model, layer, cav, X, target)\n"),
+        "attack_answer": (
+            "from xaicourse.robustness import random_sign as _rs, topk_intersection as _ti\n"
+            "def random_sign_perturbation(x, eps, seed):\n"
+            "    return _rs(x, eps, seed=seed)\n"
+            "def topk_overlap(a, b, k):\n"
+            "    return _ti(a, b, k)\n"),
+    },
 }
 """Keys: an exercise, or "exercise:variant" for a further library-call submission (student "lib-variant")."""
 LIBRARY_KEEPS = {"00_introduction": 0.0, "03_gradients_vs_lime": 0.0, "06_representer_points": 0.0, "07_tracin": 0.0,
                  "03_gradients_vs_lime:captum": 3.0,  # its task 1 is the solution's
-                 "08_evaluating_explanations": 0.0}
+                 "08_evaluating_explanations": 0.0, "09_concepts_and_robustness": 0.0}
 """The points each library-call submission may keep (tasks it did not answer with a library)."""
 
 PARTIAL_ANSWERS = {

@@ -15,6 +15,8 @@ Layout (a module never shares its name with a function it exports):
 * ``tracin`` (lecture 07): ``proponents_panel``, ``detection_panel``.
 * ``evaluation`` (lecture 08): ``evaluation_panel`` (method × metric pickers), ``mask_panel`` (λ₁/λ₂
   sliders of the meaningful-perturbation mask).
+* ``concepts`` (lecture 09): ``tcav_panel`` (model, concept, layer, class → TCAV scores and
+  p-value), ``attack_panel`` (method, attack kind, ε → the map before and after).
 * ``_panel``: ``Panel``, the shared base — a dict of named controls, ``draw(**values)`` that calls
   the tested package functions and draws with matplotlib, ``redraw()``, ``state`` (the numbers
   the last draw showed) and ``enable(name, flag)``.
@@ -35,10 +37,11 @@ from .integrated_gradients import baseline_panel, convergence_panel, internal_pa
 from .introduction import perturbation_panel
 from .representer_points import mislabel_panel, representer_gallery_panel
 from .tracin import detection_panel, proponents_panel
+from .concepts import attack_panel, tcav_panel
 from .tsne import tsne_panel
 from .evaluation import evaluation_panel, mask_panel
 
 __all__ = ["Panel", "State", "perturbation_panel", "featurevis_panel", "tsne_panel", "attribution_panel",
            "lime_panel", "convergence_panel", "baseline_panel", "internal_panel", "influence_gallery_panel",
            "lissa_panel", "representer_gallery_panel", "mislabel_panel", "proponents_panel", "detection_panel",
-           "evaluation_panel", "mask_panel"]
+           "evaluation_panel", "mask_panel", "tcav_panel", "attack_panel"]

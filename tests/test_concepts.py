@@ -1,0 +1,156 @@
+"""TCAV and CAVs: ground truth on a model whose layer → logit map is linear, a planted concept
+direction, parity with captum's TCAV given the same CAV and inputs, the t-test, bad inputs."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xaicourse import concepts as C
+
+
+class Lin(nn.Module):
+    """x (N, 6) → body (6 → 4, tanh) → head (4 → 3, linear): the logit is linear in body's output."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.body = nn.Sequential(nn.Linear(6, 4), nn.Tanh())
+        self.head = nn.Linear(4, 3)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+@pytest.fixture(scope="module")
+def lin():
+    return Lin().eval()
+
+
+def _sets(n=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 6, generator=g), torch.randn(n, 6, generator=g)
+
+
+def test_directional_derivative_is_head_row_dot_v(lin):
+    x = torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
+    v = torch.nn.functional.normalize(torch.randn(4, generator=torch.Generator().manual_seed(2)), dim=0)
+    for k in range(3):
+        S = C.directional_derivatives(lin, "body", v, x, k)
+        exact = (lin.head.weight[k] @ v).item()
+        assert torch.allclose(S, torch.full((20,), exact), atol=1e-6)
+        assert C.tcav_score(lin, "body", v, x, k) == float(exact > 0)
+
+
+def test_cav_finds_a_planted_direction():
+    # identity "layer": activations = inputs; the concept is shifted along a known direction u
+    model = nn.Sequential(nn.Identity(), nn.Linear(10, 2)).eval()
+    g = torch.Generator().manual_seed(0)
+    u = torch.nn.functional.normalize(torch.randn(10, generator=g), dim=0)
+    rand = torch.randn(200, 10, generator=g)
+    conc = torch.randn(200, 10, generator=g) + 3.0 * u
+    cav = C.concept_activation_vector(model, "0", conc, rand, seed=0)
+    assert abs(cav.vector.norm().item() - 1) < 1e-6
+    assert torch.dot(cav.vector, u).item() > 0.95
+    assert cav.accuracy > 0.9 and cav.layer == "0"
+    # same seed, same CAV
+    again = C.concept_activation_vector(model, "0", conc, rand, seed=0)
+    assert torch.equal(again.vector, cav.vector)
+
+
+def test_tcav_significance(lin):
+    # concept = inputs whose body activation points along +head.weight[0] → S > 0 for class 0
+    g = torch.Generator().manual_seed(3)
+    rand_sets = [torch.randn(30, 6, generator=g) for _ in range(6)]
+    w = lin.body[0].weight.detach()
+    direction = torch.linalg.lstsq(w, lin.head.weight[0].detach()[:, None]).solution[:, 0]
+    concept = torch.randn(30, 6, generator=g) * 0.3 + 2.0 * direction / direction.norm()
+    x = torch.randn(40, 6, generator=g)
+    res = C.tcav(lin, "body", {"planted": concept}, rand_sets, x, 0, n_random=5)
+    r = res["planted"]
+    assert r.scores.shape == (5,) and r.random_scores.shape == (5,)
+    from scipy.stats import ttest_ind
+    assert r.p_value == pytest.approx(ttest_ind(r.scores, r.random_scores, equal_var=False).pvalue, rel=1e-9) \
+        or (np.std(r.scores) == 0 and np.std(r.random_scores) == 0)
+    assert r.score == pytest.approx(r.scores.mean())
+    assert r.score > 0.9
+
+
+def test_matches_captum_given_the_same_cav(tmp_path):
+    from captum.concept import TCAV, Concept
+    from captum.concept._utils.classifier import Classifier
+    from xaicourse.models import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(3, 4, width=4, hidden=8).eval()
+    g = torch.Generator().manual_seed(0)
+    conc, rand, x = (torch.rand(n, 3, 16, 16, generator=g) for n in (12, 12, 20))
+    conc[:, :, :4, :4] = 1.0
+    layer = "relu3"
+    cav = C.concept_activation_vector(model, layer, conc, rand, seed=0)
+
+    class Fixed(Classifier):
+        def __init__(self):
+            pass
+
+        def train_and_eval(self, dataloader, **kw):
+            return {"accs": torch.tensor(cav.accuracy)}
+
+        def weights(self):
+            return torch.stack([cav.vector, -cav.vector])      # row of concept 0 = our CAV
+
+        def classes(self):
+            return [0, 1]
+
+    for target in range(4):
+        tc = TCAV(model, [layer], classifier=Fixed(), save_path=str(tmp_path / f"cav{target}"))
+        out = tc.interpret(x, [[Concept(0, "c", [conc]), Concept(1, "r", [rand])]], target=target)
+        theirs = out["0-1"][layer]
+        ours = C.tcav_score(model, layer, cav, x, target)
+        assert abs(theirs["sign_count"][0].item() - ours) <= 1e-6
+        S = C.directional_derivatives(model, layer, cav, x, target)
+        assert abs(theirs["magnitude"][0].item() - S.mean().item()) <= 1e-6 * max(1.0, S.abs().max().item())
+
+
+def test_linear_probe_reads_a_linear_label():
+    model = nn.Sequential(nn.Identity(), nn.Linear(5, 2)).eval()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    p = C.linear_probe(model, "0", x, y, seed=0)
+    assert p.accuracy > 0.95 and 0.4 < p.baseline < 0.65
+
+
+def test_bad_inputs(lin):
+    a, b = _sets()
+    with pytest.raises(ValueError, match="concept_inputs"):
+        C.concept_activation_vector(lin, "body", a[:4], b)
+    with pytest.raises(ValueError, match="random_inputs"):
+        C.concept_activation_vector(lin, "body", a, b[:3])
+    with pytest.raises(ValueError, match="layer 'nope'"):
+        C.concept_activation_vector(lin, "nope", a, b)
+    with pytest.raises(ValueError, match="layer"):
+        C.tcav_score(lin, "conv9", torch.ones(4), a, 0)
+    with pytest.raises(ValueError, match="random_sets"):
+        C.tcav(lin, "body", {"c": a}, [b, b], a, 0, n_random=2)
+    with pytest.raises(ValueError, match=r"random_sets\[1\]"):
+        C.tcav(lin, "body", {"c": a}, [b, b[:2], b], a, 0, n_random=2)
+    with pytest.raises(ValueError, match="cav has 3 entries"):
+        C.tcav_score(lin, "body", torch.ones(3), a, 0)
+    cav = C.concept_activation_vector(lin, "body", a, b)
+    with pytest.raises(ValueError, match="layer"):
+        C.tcav_score(lin, "head", cav, a, 0)
+
+
+def test_tcav_scores_equal_tcav_score_of_its_cavs(lin):
+    g = torch.Generator().manual_seed(4)
+    rand_sets = [torch.randn(20, 6, generator=g) for _ in range(4)]
+    conc = torch.randn(20, 6, generator=g) + 1.5
+    x = torch.randn(30, 6, generator=g)
+    r = C.tcav(lin, "body", {"c": conc}, rand_sets, x, 1, n_random=3, seed=2)["c"]
+    for i, cav in enumerate(r.cavs):
+        assert r.scores[i] == C.tcav_score(lin, "body", cav, x, 1)
+        again = C.concept_activation_vector(lin, "body", conc, rand_sets[i], seed=2 + i)
+        assert torch.equal(again.vector, cav.vector)

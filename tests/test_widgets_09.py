@@ -1,0 +1,49 @@
+"""Lecture 09 panels: the numbers they show equal the package's."""
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from xaicourse.concepts import tcav
+from xaicourse.models import SmallCNN
+from xaicourse.robustness import attack_attribution
+from xaicourse.widgets import attack_panel, tcav_panel
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    m = SmallCNN(3, 3, width=4, hidden=8).eval()
+    g = torch.Generator().manual_seed(0)
+    rnd = [torch.rand(6, 3, 16, 16, generator=g) for _ in range(4)]
+    bright = torch.rand(6, 3, 16, 16, generator=g)
+    bright[:, :, :4, :4] = 1.0
+    x = torch.rand(12, 3, 16, 16, generator=g)
+    y = torch.arange(12) % 3
+    return m, rnd, bright, x, y
+
+
+def test_tcav_panel(setup):
+    m, rnd, bright, x, y = setup
+    p = tcav_panel({"cnn": m}, {"patch": bright, "noise": rnd[0]}, rnd, x, y, ["relu2", "relu3"], n_random=3)
+    p.controls["layer"].value = "relu2"
+    p.controls["target"].value = 2
+    s = p.state
+    ref = tcav(m, "relu2", {"patch": bright}, rnd, x[y == 2], 2, n_random=3)["patch"]
+    assert s.layer == "relu2" and s.target == 2
+    assert s.score == pytest.approx(ref.score) and s.p_value == pytest.approx(ref.p_value)
+    assert list(s.scores) == list(ref.scores)
+
+
+def test_attack_panel(setup):
+    m, _, _, x, _ = setup
+    p = attack_panel(m, x[:3], eps_values=(4 / 255, 8 / 255), k=10, steps=3)
+    p.controls["method"].value = "integrated_gradients"
+    p.controls["kind"].value = "center"
+    p.controls["eps"].value = 8 / 255
+    s = p.state
+    ref = attack_attribution(m, "integrated_gradients", x[:1], kind="center", eps=8 / 255, steps=3, k=10)
+    assert s.topk_intersection == pytest.approx(ref.topk_intersection.item())
+    assert s.spearman == pytest.approx(ref.spearman.item())
+    assert s.prediction_kept and s.delta_linf <= 8 / 255 + 1e-6

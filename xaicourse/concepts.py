@@ -1,0 +1,322 @@
+"""Concept-based explanations: TCAV (Kim et al. 2018) and linear probes.
+
+Attribution maps answer "which pixels?"; TCAV answers "which human concept?". A concept C is
+given by example inputs (images of stripes, of a colour, of a watermark). At a layer l with
+activations h = f_l(x) ∈ R^D (flattened):
+
+1. **Concept activation vector (CAV).** A linear classifier separates {f_l(x) : x ∈ C} from
+   {f_l(x) : x ∈ R} (random counterexamples). Its weight vector w is the normal of the decision
+   boundary, pointing towards the concept; the CAV is v_C^l = w / ‖w‖ (D,).
+2. **Conceptual sensitivity.** With h_{l,k} the map from layer l to the logit of class k,
+
+       S_{C,k,l}(x) = ∇h_{l,k}(f_l(x)) · v_C^l        (a directional derivative, (N,) per batch)
+
+   — how much the class-k logit grows if the activation moves towards the concept.
+3. **TCAV score.** TCAV_{C,k,l} = |{x ∈ X_k : S_{C,k,l}(x) > 0}| / |X_k|, the fraction of the
+   class-k inputs that the concept pushes towards class k.
+4. **Significance.** A CAV trained on a small random set can be meaningless, so the CAV is
+   retrained against n different random sets R_1..R_n, giving n scores; the same is done for a
+   *random* "concept" R_0 against R_1..R_n. A two-sided t-test between the two lists of scores
+   says whether the concept's scores differ from what random directions give.
+
+Same numbers as ``captum.concept.TCAV`` (sign-count score) given the same CAV and inputs: captum's
+default layer attribution is the gradient of the logit at the layer's output, its CAV the weight
+row of the concept's class. ``tests/test_concepts.py`` injects our CAV into captum.
+
+A **linear probe** (``linear_probe``) asks a different question of the same layer: can a label
+(the concept's presence, the class) be *read out* linearly from the activations? High probe
+accuracy says the information is there, not that the model *uses* it — TCAV's directional
+derivative looks at the use.
+
+Public API
+    CAV                                              — (vector (D,), accuracy, layer, bias)
+    layer_activations(model, layer, inputs)          — f_l(x) flattened, (N, D)
+    concept_activation_vector(model, layer, concept_inputs, random_inputs, seed=0, C=1.0)
+    directional_derivatives(model, layer, cav, inputs, target)   — S_{C,k,l}(x), (N,)
+    tcav_score(model, layer, cav, inputs, target)    — fraction of S > 0
+    tcav(model, layer, concepts, random_sets, inputs, target, n_random=10, seed=0) → {name: TCAVResult}
+    linear_probe(model, layer, inputs, labels, seed=0) → ProbeResult
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ._torch import capture, check_inputs, check_model, eval_on, resolve_layer, scores, select, target_index
+from ._validate import check_int, check_real
+
+__all__ = ["CAV", "TCAVResult", "ProbeResult", "MIN_CONCEPT_EXAMPLES", "layer_activations",
+           "concept_activation_vector", "directional_derivatives", "tcav_score", "tcav", "linear_probe"]
+
+MIN_CONCEPT_EXAMPLES = 5
+"""A concept or random set needs at least this many examples (a CAV from fewer is noise)."""
+
+
+class CAV(NamedTuple):
+    """A concept activation vector: ``vector`` (D,) unit norm, pointing towards the concept;
+    ``accuracy`` of the linear classifier on held-out activations; ``layer`` it lives in;
+    ``bias`` the classifier's intercept divided by ‖w‖ (the boundary is v·h + bias = 0)."""
+    vector: torch.Tensor
+    accuracy: float
+    layer: str
+    bias: float = 0.0
+
+
+@dataclass
+class TCAVResult:
+    """One concept's TCAV test. ``score``: mean TCAV score over the n random runs; ``std``: their
+    spread; ``scores`` (n,) and ``random_scores`` (n,) (random concept vs the same random sets);
+    ``p_value``: two-sided t-test (Welch) of scores vs random_scores; ``accuracies`` (n,) of the
+    CAV classifiers; ``significant(alpha)``."""
+    score: float
+    std: float
+    p_value: float
+    scores: np.ndarray
+    random_scores: np.ndarray
+    accuracies: np.ndarray
+    cavs: list = field(default_factory=list, repr=False)
+
+    def significant(self, alpha: float = 0.01) -> bool:
+        return bool(self.p_value < alpha)
+
+
+@dataclass
+class ProbeResult:
+    """A linear probe: held-out ``accuracy``, the majority-class ``baseline`` accuracy and the
+    fitted sklearn classifier."""
+    accuracy: float
+    baseline: float
+    classifier: object = field(repr=False, default=None)
+
+
+# ------------------------------------------------------------------ activations and gradients
+def _layer_key(model, layer) -> str:
+    resolve_layer(model, layer)
+    if isinstance(layer, str):
+        return layer
+    return next(n for n, m in model.named_modules() if m is layer)
+
+
+def _check_set(name: str, model, x) -> torch.Tensor:
+    x = check_inputs(model, x, name)
+    if len(x) < MIN_CONCEPT_EXAMPLES:
+        raise ValueError(f"{name} has {len(x)} examples; a concept or random set needs at least "
+                         f"{MIN_CONCEPT_EXAMPLES} (TCAV papers use 50–500)")
+    return x
+
+
+def layer_activations(model, layer, inputs, batch_size: int = 256) -> torch.Tensor:
+    """f_l(x) for each input, flattened: (N, ...) → (N, D) float tensor (detached, on CPU)."""
+    check_model(model)
+    key = _layer_key(model, layer)
+    x = check_inputs(model, inputs)
+    out = []
+    with eval_on(model, freeze=True), torch.no_grad(), capture(model, key) as acts:
+        for s in range(0, len(x), batch_size):
+            model(x[s:s + batch_size])
+            out.append(acts[key].reshape(len(x[s:s + batch_size]), -1).detach().cpu())
+    return torch.cat(out)
+
+
+def _layer_grads(model, key, x, target) -> torch.Tensor:
+    """∇_{f_l} f_t for each input, (N, D): the gradient of the class logit at the layer output."""
+    with eval_on(model, freeze=True), capture(model, key) as acts, torch.enable_grad():
+        out = scores(model, x.detach().clone().requires_grad_(True))   # builds the graph to the layer
+        t = target_index(target, len(x), out.shape[1])
+        (g,) = torch.autograd.grad(select(out, t).sum(), acts[key])
+    return g.reshape(len(x), -1)
+
+
+def _cav_vector(model, key, cav) -> torch.Tensor:
+    if isinstance(cav, CAV):
+        if cav.layer != key:
+            raise ValueError(f"cav was trained at layer {cav.layer!r}, not at layer {key!r}")
+        cav = cav.vector
+    if not isinstance(cav, torch.Tensor):
+        raise TypeError(f"cav must be a CAV or a (D,) tensor, got {type(cav).__name__}")
+    return cav.reshape(-1)
+
+
+# ------------------------------------------------------------------ CAV
+def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, C: float):
+    """sklearn's L2 logistic regression; BLAS limited to one thread (a few-dozen-row problem: extra
+    threads only spin, 5–10× slower on a busy 2-core machine)."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        return LogisticRegression(C=C, max_iter=2000).fit(Xtr, ytr)
+
+
+def concept_activation_vector(model, layer, concept_inputs, random_inputs, seed: int = 0, C: float = 1.0,
+                              test_fraction: float = 0.33) -> CAV:
+    """Train a CAV: logistic regression (L2, strength 1/C, intercept) separating the layer's
+    activations of ``concept_inputs`` (label 1) from those of ``random_inputs`` (label 0).
+
+    concept_inputs, random_inputs: (n_c, ...), (n_r, ...) batches for ``model``, each ≥ 5 examples.
+    seed: fixes the stratified train/test split (``test_fraction`` of each set held out; the
+    classifier is deterministic). Returns ``CAV(vector (D,) with ‖v‖ = 1 pointing towards the
+    concept, held-out accuracy, layer name, bias)``. D = number of elements of the layer output.
+    """
+    check_model(model)
+    key = _layer_key(model, layer)
+    xc = _check_set("concept_inputs", model, concept_inputs)
+    xr = _check_set("random_inputs", model, random_inputs)
+    seed = check_int("seed", seed)
+    C = check_real("C", C, min=0.0, min_inclusive=False)
+    test_fraction = check_real("test_fraction", test_fraction, min=0.0, max=0.5, min_inclusive=False)
+    ac = layer_activations(model, key, xc).double().numpy()
+    ar = layer_activations(model, key, xr).double().numpy()
+    return _cav_from_acts(ac, ar, key, seed, C, test_fraction)
+
+
+def _cav_from_acts(ac: np.ndarray, ar: np.ndarray, key: str, seed: int, C: float, test_fraction: float) -> CAV:
+    rng = np.random.default_rng(seed)
+    tr, te = [], []
+    for a in (ac, ar):
+        idx = rng.permutation(len(a))
+        n_te = max(1, int(round(test_fraction * len(a))))
+        te.append(a[idx[:n_te]])
+        tr.append(a[idx[n_te:]])
+    Xtr, Xte = np.concatenate(tr), np.concatenate(te)
+    ytr = np.r_[np.ones(len(tr[0])), np.zeros(len(tr[1]))]
+    yte = np.r_[np.ones(len(te[0])), np.zeros(len(te[1]))]
+    clf = _fit_logistic(Xtr, ytr, C)
+    w = clf.coef_[0]
+    norm = float(np.linalg.norm(w))
+    if not norm > 0:
+        raise ValueError(f"the concept and random activations at layer {key!r} cannot be told apart "
+                         f"(zero classifier weights); pick another layer or other examples")
+    acc = float((clf.predict(Xte) == yte).mean())
+    v = torch.as_tensor(w / norm, dtype=torch.float32)
+    return CAV(v, acc, key, float(clf.intercept_[0]) / norm)
+
+
+# ------------------------------------------------------------------ TCAV
+def directional_derivatives(model, layer, cav, inputs, target, batch_size: int = 256) -> torch.Tensor:
+    """S_{C,k,l}(x) = ∇h_{l,k}(f_l(x)) · v_C^l for each input: (N, ...) → (N,) float tensor (CPU).
+
+    cav: a ``CAV`` trained at ``layer`` or a (D,) vector (D = elements of the layer output).
+    target: class k (int or one int per input). The gradient is that of the logit model(x)[k]
+    with respect to the layer's output.
+    """
+    check_model(model)
+    key = _layer_key(model, layer)
+    x = check_inputs(model, inputs)
+    v = _cav_vector(model, key, cav)
+    tt = target if isinstance(target, int) else torch.as_tensor(target).reshape(-1)
+    out = []
+    for s in range(0, len(x), batch_size):
+        xb = x[s:s + batch_size]
+        tb = tt if isinstance(tt, int) or tt.numel() == 1 else tt[s:s + batch_size]
+        g = _layer_grads(model, key, xb, tb)
+        if g.shape[1] != v.numel():
+            raise ValueError(f"cav has {v.numel()} entries but layer {key!r} has {g.shape[1]} activations")
+        out.append((g @ v.to(g)).detach().cpu())
+    return torch.cat(out)
+
+
+def tcav_score(model, layer, cav, inputs, target) -> float:
+    """TCAV_{C,k,l} = fraction of ``inputs`` with S_{C,k,l}(x) > 0 (a number in [0, 1]).
+
+    ``inputs`` should be examples of class ``target`` (the score asks: for how many of them does
+    the concept push the prediction towards k?). Equals captum's ``TCAV(...).interpret(...)``
+    ``["sign_count"]`` for the same CAV and inputs.
+    """
+    return float((directional_derivatives(model, layer, cav, inputs, target) > 0).float().mean())
+
+
+def _ttest(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Welch t-test p-value; defined (0 or 1) when both samples are constant."""
+    import warnings
+
+    from scipy.stats import ttest_ind
+    if np.std(a) == 0 and np.std(b) == 0:
+        return 1.0 if np.mean(a) == np.mean(b) else 0.0
+    with warnings.catch_warnings():     # nearly constant samples: scipy warns, the p-value is still right
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: int = 10, seed: int = 0,
+         C: float = 1.0, progress: bool = False) -> dict:
+    """TCAV with its significance test for each concept.
+
+    concepts: {name: (n_c, ...) inputs}; random_sets: a list of ≥ n_random + 1 batches of random
+    examples (each ≥ 5). For each concept, CAVs are trained against random_sets[0..n_random−1],
+    giving n_random TCAV scores on ``inputs`` for class ``target``; the random baseline trains
+    random_sets[n_random] (a "random concept") against the same sets. Returns
+    {name: TCAVResult(score = mean, std, p_value of a two-sided t-test against the random
+    scores, scores, random_scores, accuracies, cavs)}.
+    """
+    check_model(model)
+    key = _layer_key(model, layer)
+    n_random = check_int("n_random", n_random, min=2)
+    if not isinstance(concepts, dict) or not concepts:
+        raise TypeError("concepts must be a non-empty dict {name: inputs}")
+    random_sets = list(random_sets)
+    if len(random_sets) < n_random + 1:
+        raise ValueError(f"random_sets must hold at least n_random + 1 = {n_random + 1} sets "
+                         f"(n_random counterparts and one random concept), got {len(random_sets)}")
+    for i, r in enumerate(random_sets[:n_random + 1]):
+        _check_set(f"random_sets[{i}]", model, r)
+    x = check_inputs(model, inputs)
+    C = check_real("C", C, min=0.0, min_inclusive=False)
+    for name, cx in concepts.items():
+        _check_set(f"concepts[{name!r}]", model, cx)
+    # activations of every set and the layer gradients of the inputs, computed once
+    acts = {i: layer_activations(model, key, r).double().numpy() for i, r in enumerate(random_sets[:n_random + 1])}
+    grads = torch.cat([_layer_grads(model, key, x[s:s + 256], target if isinstance(target, int) or
+                                    torch.as_tensor(target).numel() == 1 else torch.as_tensor(target)[s:s + 256])
+                       for s in range(0, len(x), 256)]).detach().cpu()
+    items = [(name, layer_activations(model, key, cx).double().numpy()) for name, cx in concepts.items()]
+    items.append((None, acts[n_random]))
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(items) * n_random, desc="TCAV")
+    found = {}
+    for name, ac in items:
+        sc, acc, cavs = [], [], []
+        for i in range(n_random):
+            cav = _cav_from_acts(ac, acts[i], key, seed + i, C, 0.33)
+            sc.append(float((grads @ cav.vector > 0).float().mean()))     # = tcav_score(cav)
+            acc.append(cav.accuracy)
+            cavs.append(cav)
+            if progress:
+                bar.update()
+        found[name] = (np.array(sc), np.array(acc), cavs)
+    if progress:
+        bar.close()
+    rand = found.pop(None)[0]
+    return {name: TCAVResult(float(s.mean()), float(s.std(ddof=1)), _ttest(s, rand), s, rand, a, cv)
+            for name, (s, a, cv) in found.items()}
+
+
+# ------------------------------------------------------------------ probing
+def linear_probe(model, layer, inputs, labels, seed: int = 0, C: float = 1.0,
+                 test_fraction: float = 0.33) -> ProbeResult:
+    """Held-out accuracy of a multinomial logistic-regression probe reading ``labels`` (N,) from
+    the layer's activations of ``inputs`` (N, ...). ``baseline`` is the majority-class rate of
+    the test split; a probe is informative only well above it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    check_model(model)
+    key = _layer_key(model, layer)
+    x = check_inputs(model, inputs)
+    y = np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
+    if len(y) != len(x):
+        raise ValueError(f"labels must have one entry per input ({len(x)}), got {len(y)}")
+    if len(np.unique(y)) < 2:
+        raise ValueError("labels must contain at least two classes")
+    seed = check_int("seed", seed)
+    a = layer_activations(model, key, x).double().numpy()
+    Xtr, Xte, ytr, yte = train_test_split(a, y, test_size=test_fraction, random_state=seed, stratify=y)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        clf = LogisticRegression(C=check_real("C", C, min=0.0, min_inclusive=False), max_iter=2000).fit(Xtr, ytr)
+    vals, counts = np.unique(yte, return_counts=True)
+    return ProbeResult(float((clf.predict(Xte) == yte).mean()), float(counts.max() / len(yte)), clf)
