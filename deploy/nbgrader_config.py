@@ -19,15 +19,11 @@ c.Exchange.root = "/srv/nbgrader/exchange"
 
 # --- instructor / grader only (course directory) -------------------------------------------
 c.CourseDirectory.root = "/home/instructor/xaicourse-course"
-c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 # Grading runs through `xaicourse classroom grade` (each submission isolated in bubblewrap or a
-# container, several in parallel), which uses these preprocessors in every isolated run:
-from nbgrader.preprocessors import (Execute, IgnorePattern, LimitOutput, SaveAutoGrades, AssignLatePenalties,
-                                    CheckCellMetadata, GetGrades, ClearHiddenTests)
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from xaicourse.autograding import StderrAsStdout, HideHiddenTestCode
-c.Autograde.autograde_preprocessors = [Execute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-                                       StderrAsStdout, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-# feedback shows each hidden test's result, never its code
-c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTestCode, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# container, several in parallel). The preprocessors are the package's own configuration, so the
+# hub and the isolated runs cannot drift apart: the code stub, autograde's preprocessors with
+# stderr shown as stdout, and feedback that shows each hidden test's result, never its code.
+from xaicourse.autograding import NBGRADER_CONFIG
+
+exec(NBGRADER_CONFIG)
 c.ExecutePreprocessor.timeout = 120

@@ -8,7 +8,6 @@ Layout it expects under ``root``: ``lectures/NN_topic.ipynb``,
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -89,15 +88,6 @@ def execute_notebook(path: Path, quick: bool = False, timeout: int | None = None
         return RunResult(path, False, time.time() - t0, f"{path.name}: failed in {where}:\n{err}", nb=nb)
     except Exception as err:  # kernel died, etc.
         return RunResult(path, False, time.time() - t0, f"{path.name}: {type(err).__name__}: {err}", nb=nb)
-
-
-def _title(nb, fallback: str) -> str:
-    for c in nb.cells:
-        if c.cell_type == "markdown":
-            for line in c.source.splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return fallback
 
 
 def build(root: Path, out: Path | None = None, quick: bool = False, only: str | None = None,
