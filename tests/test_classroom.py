@@ -141,3 +141,16 @@ def test_per_student_parameters_graded_with_the_submitters_id(trip):
         seen[st] = (p, rows)
         assert "perplexity_tests=passed" in trip["by"][(st, "02_tsne")]["tasks"]  # graded on their own data
     assert seen["alice"] != seen["bob"]
+
+
+def test_deploy_nbgrader_config_uses_the_graders_preprocessors():
+    """deploy/nbgrader_config.py (what a hub installs) loads and gives feedback without hidden code."""
+    from traitlets.config import Config
+
+    from xaicourse.autograding import HideHiddenTestCode, StderrAsStdout
+
+    c = Config()
+    exec((ROOT / "deploy" / "nbgrader_config.py").read_text(), {"get_config": lambda: c})
+    assert StderrAsStdout in c.Autograde.autograde_preprocessors
+    assert HideHiddenTestCode in c.GenerateFeedback.preprocessors
+    assert c.CourseDirectory.course_id == "xaicourse" and c.ExecutePreprocessor.timeout == 120
