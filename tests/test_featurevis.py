@@ -11,19 +11,7 @@ import torch
 from xaicourse import constraints as cs
 from xaicourse import device as xdevice
 from xaicourse import featurevis as fv
-from xaicourse.models import SmallCNN, course_model, load_pretrained
-
-
-@pytest.fixture(scope="module")
-def digits():
-    model, split, _ = course_model("digits", progress=False)
-    return model, split
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    model, split, _ = course_model("shapes", progress=False)
-    return model, split
+from xaicourse.models import SmallCNN, load_pretrained
 
 
 @pytest.fixture(scope="module")

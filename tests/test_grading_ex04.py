@@ -1,11 +1,9 @@
 """Exercise 04 grading round trip: the solution gets full marks, the untouched exercise 0, and an
 answer that calls the library's implementation gets 0 on that task."""
-import copy
 from pathlib import Path
 
-import nbformat
 import pytest
-
+from conftest import library_call_students
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "04_integrated_gradients"
@@ -31,21 +29,10 @@ LIBRARY_ANSWERS = {
 }
 
 
-def _cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-
-
 def submissions():
     """alice (solution), bob (untouched) and one library-call student per task, graded in the
     suite's shared ``course_grades`` run (alice and bob are test_course's students too)."""
-    sol = nbformat.read(ROOT / "solutions" / EX / f"{EX}.ipynb", as_version=4)
-    subs = {("alice", EX): sol,
-            ("bob", EX): nbformat.read(ROOT / "exercises" / EX / f"{EX}.ipynb", as_version=4)}
-    for answer, (_, src) in LIBRARY_ANSWERS.items():
-        nb = copy.deepcopy(sol)
-        _cell(nb, answer).source = src
-        subs["lib_" + answer, EX] = nb
-    return subs
+    return library_call_students(EX, {"lib_" + answer: {answer: src} for answer, (_, src) in LIBRARY_ANSWERS.items()})
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,10 @@
 """Exercise 05 graded end to end (in the suite's one shared grading run): the solution earns full marks, the
 untouched student version 0, and an answer that calls a library implementation scores 0 on
 that task (the hidden tests switch the library off with ``xaicourse.grading.forbid``)."""
-import copy
 from pathlib import Path
 
-import nbformat
 import pytest
-
+from conftest import library_call_students
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "05_influence_functions"
@@ -32,21 +30,10 @@ LIBRARY_ANSWERS = {
 EXPECTED = {"hvp": POINTS["cg"], "cg": POINTS["hvp"], "influence": POINTS["hvp"] + POINTS["cg"]}
 
 
-def _cell(nb, grade_id):
-    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-
-
 def submissions():
     """alice (solution), bob (untouched) and one library-call student per task, graded in the
     suite's shared ``course_grades`` run (alice and bob are test_course's students too)."""
-    sol = nbformat.read(ROOT / "solutions" / EX / f"{EX}.ipynb", as_version=4)
-    subs = {("alice", EX): sol,
-            ("bob", EX): nbformat.read(ROOT / "exercises" / EX / f"{EX}.ipynb", as_version=4)}
-    for task, src in LIBRARY_ANSWERS.items():
-        nb = copy.deepcopy(sol)
-        _cell(nb, f"{task}_answer").source = src
-        subs[f"library_{task}", EX] = nb
-    return subs
+    return library_call_students(EX, {f"library_{task}": {f"{task}_answer": src} for task, src in LIBRARY_ANSWERS.items()})
 
 
 @pytest.fixture(scope="module")

@@ -9,30 +9,13 @@ import torch
 from xaicourse import attribution as A
 from xaicourse.attribution.gradients import (RULES, blurred_baseline, ig_points, sample_baselines,
                                              uniform_noise_baseline)
-from xaicourse.models import course_model
+from conftest import maxdiff
 
 captum_attr = pytest.importorskip("captum.attr")
 from captum.attr._utils.approximation_methods import approximation_parameters  # noqa: E402
 
 warnings.filterwarnings("ignore", category=UserWarning)
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def digits():
-    model, split, _ = course_model("digits", progress=False)
-    return model, split
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    model, split, _ = course_model("shapes", progress=False)
-    return model, split
-
-
-def maxdiff(a, b):
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 @pytest.mark.parametrize("method", RULES)

@@ -7,7 +7,7 @@ import torch
 
 from xaicourse import attribution as A
 from xaicourse.attribution.internal import internal_influence, layer_activations, layer_conductance, unit_attribution
-from xaicourse.models import course_model
+from conftest import maxdiff
 
 captum_attr = pytest.importorskip("captum.attr")
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -15,14 +15,10 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def digits():
-    model, split, _ = course_model("digits", progress=False)
+def digits(digits):
+    """conftest's course model with a batch of 8 test digits."""
+    model, split = digits
     return model.eval(), split.X_test[:8], split.y_test[:8]
-
-
-def maxdiff(a, b):
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 @pytest.mark.parametrize("layer", ["conv2", "relu3", "fc1"])

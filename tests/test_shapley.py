@@ -8,7 +8,7 @@ from torch import nn
 
 from xaicourse import attribution as A
 from xaicourse.attribution.shapley import patch_mask, superpixel_mask
-from xaicourse.models import course_model
+from conftest import maxdiff
 
 captum_attr = pytest.importorskip("captum.attr")
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -16,14 +16,10 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def digits():
-    model, split, _ = course_model("digits", progress=False)
+def digits(digits):
+    """conftest's course model with a batch of 6 test digits."""
+    model, split = digits
     return model.eval(), split.X_test[:6], split.y_test[:6]
-
-
-def maxdiff(a, b):
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a - b).abs().max().item()
 
 
 def per_feature(attr, mask, d):
