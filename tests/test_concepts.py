@@ -123,6 +123,50 @@ def test_linear_probe_reads_a_linear_label():
     assert p.accuracy > 0.95 and 0.4 < p.baseline < 0.65
 
 
+def test_paired_concepts_and_independent_random_concepts(lin):
+    g = torch.Generator().manual_seed(5)
+    n = 20
+    rand_sets = [torch.randn(30, 6, generator=g) for _ in range(n)]
+    rand_conc = [torch.randn(30, 6, generator=g) for _ in range(n)]
+    x = torch.randn(40, 6, generator=g)
+    w = lin.body[0].weight.detach()
+    towards = torch.linalg.lstsq(w, lin.head.weight[0].detach()[:, None]).solution[:, 0]
+    towards = 2.0 * towards / towards.norm()
+    null = torch.linalg.svd(w).Vh[-1]                  # body's pre-activation ignores it: W @ null = 0
+    res = C.tcav(lin, "body", {"seen": lambda r: r + towards, "unseen": lambda r: r + 5.0 * null},
+                 rand_sets, x, 0, n_random=n, random_concepts=rand_conc, seed=3)
+    for i in (0, 7, n - 1):                            # each run rebuilt by hand: f(R'_i) vs R_i, and R'_i vs R_i
+        cav = C.concept_activation_vector(lin, "body", rand_conc[i] + towards, rand_sets[i], seed=3 + i)
+        assert torch.equal(cav.vector, res["seen"].cavs[i].vector)
+        rc = C.concept_activation_vector(lin, "body", rand_conc[i], rand_sets[i], seed=3 + i)
+        assert res["seen"].random_scores[i] == C.tcav_score(lin, "body", rc, x, 0)
+    # a concept along the class's own direction: every run 1, significant against independent random concepts
+    assert res["seen"].score == 1.0 and res["seen"].p_value < 0.01
+    # a concept the layer cannot see: its CAVs ARE the random concept's → identical scores, p = 1
+    assert np.array_equal(res["unseen"].scores, res["unseen"].random_scores) and res["unseen"].p_value == 1.0
+    # a function concept with the default single random concept: f(random_sets[n]) against each set
+    one = C.tcav(lin, "body", {"seen": lambda r: r + towards}, rand_sets + [rand_conc[0]], x, 0, n_random=n, seed=3)
+    assert np.array_equal(one["seen"].scores[:1], res["seen"].scores[:1])
+
+
+def test_intervention_effect_is_the_exact_logit_change(lin):
+    x = torch.randn(25, 6, generator=torch.Generator().manual_seed(6))
+    r = C.intervention_effect(lin, x, lambda b: b + 0.7, 2)
+    with torch.no_grad():
+        before, after = lin(x), lin(x + 0.7)
+    assert torch.allclose(r.delta, after[:, 2] - before[:, 2], atol=1e-6)
+    assert r.before == pytest.approx((before.argmax(1) == 2).float().mean().item())
+    assert r.after == pytest.approx((after.argmax(1) == 2).float().mean().item())
+    again = C.intervention_effect(lin, x, lambda b: b + 0.7, 2, batch_size=7)
+    assert torch.allclose(again.delta, r.delta) and again.after == r.after
+    with pytest.raises(TypeError, match="apply_concept"):
+        C.intervention_effect(lin, x, x + 0.7, 2)
+    with pytest.raises(ValueError, match="apply_concept must return"):
+        C.intervention_effect(lin, x, lambda b: b[:, :3], 2)
+    with pytest.raises(ValueError, match="target"):
+        C.intervention_effect(lin, x, lambda b: b, 3)
+
+
 def test_bad_inputs(lin):
     a, b = _sets()
     with pytest.raises(ValueError, match="concept_inputs"):
@@ -137,6 +181,14 @@ def test_bad_inputs(lin):
         C.tcav(lin, "body", {"c": a}, [b, b], a, 0, n_random=2)
     with pytest.raises(ValueError, match=r"random_sets\[1\]"):
         C.tcav(lin, "body", {"c": a}, [b, b[:2], b], a, 0, n_random=2)
+    with pytest.raises(ValueError, match="random_concepts must each hold at least n_random = 3"):
+        C.tcav(lin, "body", {"c": a}, [b, b, b], a, 0, n_random=3, random_concepts=[b, b])
+    with pytest.raises(TypeError, match="random_concepts must be a list"):
+        C.tcav(lin, "body", {"c": a}, [b, b], a, 0, n_random=2, random_concepts=b)
+    with pytest.raises(ValueError, match=r"random_concepts\[1\]"):
+        C.tcav(lin, "body", {"c": a}, [b, b], a, 0, n_random=2, random_concepts=[b, b[:3]])
+    with pytest.raises(ValueError, match=r"concepts\['c'\] is a function"):
+        C.tcav(lin, "body", {"c": lambda r: r[:, :2]}, [b, b], a, 0, n_random=2, random_concepts=[a, a])
     with pytest.raises(ValueError, match="cav has 3 entries"):
         C.tcav_score(lin, "body", torch.ones(3), a, 0)
     cav = C.concept_activation_vector(lin, "body", a, b)

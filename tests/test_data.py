@@ -54,6 +54,41 @@ def test_watermark_is_a_perfect_cue_at_p1_and_absent_at_p0():
     assert not data.make_shapes(20, seed=2).cue_masks.any()
 
 
+def test_random_corner_watermark_is_uncorrelated_with_the_label():
+    # the control of lecture 09: the same patch, as often, but in a corner that says nothing
+    s = data.make_shapes(400, seed=1, watermark=1.0, watermark_corner="random", noise=0.0)
+    corners = []
+    for i in range(400):
+        ys, xs = torch.nonzero(s.cue_masks[i], as_tuple=True)
+        corners.append(int(ys.float().mean() > 16) * 2 + int(xs.float().mean() > 16))
+        assert (s.images[i][:, s.cue_masks[i]] == 1.0).all()
+    corners = torch.tensor(corners)
+    assert 0.15 < (corners == s.labels % 4).float().mean().item() < 0.35     # chance is 0.25, "class" gives 1
+    for k in range(4):                                                        # every corner used for every class
+        assert len(set(corners[s.labels == k].tolist())) == 4
+    # the default ("class") images are untouched by the option's existence: same seed, same pixels
+    a = data.make_shapes(50, seed=4, watermark=0.9)
+    b = data.make_shapes(50, seed=4, watermark=0.9, watermark_corner="class")
+    assert torch.equal(a.images, b.images) and torch.equal(a.cue_masks, b.cue_masks)
+
+
+def test_add_watermark_stamps_the_datasets_patch():
+    s = data.make_shapes(40, seed=6, watermark=1.0, noise=0.0)
+    for k in range(4):
+        i = int(torch.nonzero(s.labels == k)[0])
+        stamped = data.add_watermark(s.images[i:i + 1], k)
+        changed = (stamped[0] == 1.0).all(0) & s.cue_masks[i]
+        assert torch.equal(changed, s.cue_masks[i])            # exactly make_shapes' cue pixels are white
+        assert torch.equal(stamped[0][:, ~s.cue_masks[i]], s.images[i][:, ~s.cue_masks[i]])
+    clean = data.make_shapes(3, seed=0).images
+    assert torch.equal(data.add_watermark(clean, 2)[..., 27:31, 1:5], torch.ones(3, 3, 4, 4))
+    assert not torch.equal(data.add_watermark(clean, 0), clean) and clean.max() < 1.0 + 1e-6   # a copy
+    with pytest.raises(ValueError, match="corner"):
+        data.add_watermark(clean, 4)
+    with pytest.raises(TypeError, match="images"):
+        data.add_watermark(clean[0], 0)
+
+
 def test_label_flips_reported():
     s = data.make_shapes(100, seed=0, flip_fraction=0.2)
     assert int(s.flipped.sum()) == 20
@@ -67,6 +102,7 @@ def test_label_flips_reported():
     (dict(n=10, flip_fraction=1.5), "flip_fraction"),
     (dict(n=10, flip_fraction=-0.1), "flip_fraction"),
     (dict(n=10, watermark=2.0), "watermark"),
+    (dict(n=10, watermark=0.5, watermark_corner="left"), "watermark_corner"),
     (dict(n=10, classes=("circle", "hexagon")), "classes: unknown shape 'hexagon'"),
     (dict(n=10, size=4), "size"),
 ])

@@ -16,8 +16,12 @@ activations h = f_l(x) ∈ R^D (flattened):
    class-k inputs that the concept pushes towards class k.
 4. **Significance.** A CAV trained on a small random set can be meaningless, so the CAV is
    retrained against n different random sets R_1..R_n, giving n scores; the same is done for a
-   *random* "concept" R_0 against R_1..R_n. A two-sided t-test between the two lists of scores
-   says whether the concept's scores differ from what random directions give.
+   *random* "concept" R_0 against R_1..R_n (or n independent random concepts). A two-sided
+   t-test between the two lists of scores says whether the concept's scores differ from what
+   random directions give.
+5. **Check against an intervention.** TCAV is a first-order, sign-only reading at the inputs'
+   own activations; ``intervention_effect`` adds the concept to the inputs and measures the
+   logit's actual change — the ground truth to hold TCAV against.
 
 Same numbers as ``captum.concept.TCAV`` (sign-count score) given the same CAV and inputs: captum's
 default layer attribution is the gradient of the logit at the layer's output, its CAV the weight
@@ -34,7 +38,9 @@ Public API
     concept_activation_vector(model, layer, concept_inputs, random_inputs, seed=0, C=1.0)
     directional_derivatives(model, layer, cav, inputs, target)   — S_{C,k,l}(x), (N,)
     tcav_score(model, layer, cav, inputs, target)    — fraction of S > 0
-    tcav(model, layer, concepts, random_sets, inputs, target, n_random=10, seed=0) → {name: TCAVResult}
+    tcav(model, layer, concepts, random_sets, inputs, target, n_random=10, seed=0,
+         random_concepts=None) → {name: TCAVResult}
+    intervention_effect(model, inputs, apply_concept, target) → Intervention(delta, before, after)
     linear_probe(model, layer, inputs, labels, seed=0) → ProbeResult
 """
 from __future__ import annotations
@@ -49,7 +55,8 @@ from ._torch import capture, check_inputs, check_model, eval_on, resolve_layer, 
 from ._validate import check_int, check_real
 
 __all__ = ["CAV", "TCAVResult", "ProbeResult", "MIN_CONCEPT_EXAMPLES", "layer_activations",
-           "concept_activation_vector", "directional_derivatives", "tcav_score", "tcav", "linear_probe"]
+           "concept_activation_vector", "directional_derivatives", "tcav_score", "tcav", "Intervention",
+           "intervention_effect", "linear_probe"]
 
 MIN_CONCEPT_EXAMPLES = 5
 """A concept or random set needs at least this many examples (a CAV from fewer is noise)."""
@@ -241,46 +248,90 @@ def _ttest(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: int = 10, seed: int = 0,
-         C: float = 1.0, progress: bool = False) -> dict:
+         C: float = 1.0, progress: bool = False, random_concepts=None) -> dict:
     """TCAV with its significance test for each concept.
 
-    concepts: {name: (n_c, ...) inputs}; random_sets: a list of ≥ n_random + 1 batches of random
-    examples (each ≥ 5). For each concept, CAVs are trained against random_sets[0..n_random−1],
-    giving n_random TCAV scores on ``inputs`` for class ``target``; the random baseline trains
-    random_sets[n_random] (a "random concept") against the same sets. Returns
-    {name: TCAVResult(score = mean, std, p_value of a two-sided t-test against the random
-    scores, scores, random_scores, accuracies, cavs)}.
+    concepts: {name: (n_c, ...) inputs}; random_sets: a list of random batches (each ≥ 5). For each
+    concept, CAVs are trained against random_sets[0..n_random−1], giving n_random TCAV scores on
+    ``inputs`` for class ``target``. The random baseline trains CAVs of "random concepts" against
+    the same sets:
+
+    * ``random_concepts=None`` (Kim et al.'s reference code, captum's tutorial): ONE random set,
+      random_sets[n_random], against each counterpart — so ``random_sets`` needs n_random + 1 sets.
+      Cheap, but all n baseline scores share that one set: if it happens to differ from the
+      counterparts in some class-relevant way, the whole baseline shifts.
+    * ``random_concepts=[R'_0, …, R'_{n−1}]``: run i's random concept is R'_i against random_sets[i]
+      — n independent random concepts, a baseline that does not hinge on one set (needed where
+      scores are nearly all-or-nothing, e.g. at a pooled layer; lecture 09 §5).
+
+    A concept may also be a FUNCTION that adds the concept to a batch (e.g. stamps a watermark):
+    run i's concept set is then f(random concept of run i), so the concept CAV and the random CAV of
+    each run differ ONLY by the concept — a paired design that removes whatever else the concept
+    examples happen to share (their classes, their backgrounds) from the test.
+
+    Returns {name: TCAVResult(score = mean, std, p_value of a two-sided Welch t-test against the
+    random scores, scores, random_scores, accuracies, cavs)}.
     """
     check_model(model)
     key = _layer_key(model, layer)
     n_random = check_int("n_random", n_random, min=2)
     if not isinstance(concepts, dict) or not concepts:
-        raise TypeError("concepts must be a non-empty dict {name: inputs}")
+        raise TypeError("concepts must be a non-empty dict {name: inputs, or a function adding the concept}")
     random_sets = list(random_sets)
-    if len(random_sets) < n_random + 1:
-        raise ValueError(f"random_sets must hold at least n_random + 1 = {n_random + 1} sets "
-                         f"(n_random counterparts and one random concept), got {len(random_sets)}")
-    for i, r in enumerate(random_sets[:n_random + 1]):
+    if random_concepts is None:
+        if len(random_sets) < n_random + 1:
+            raise ValueError(f"random_sets must hold at least n_random + 1 = {n_random + 1} sets "
+                             f"(n_random counterparts and one random concept), got {len(random_sets)}; "
+                             f"or pass random_concepts=[n_random further sets]")
+        rand_concepts = [random_sets[n_random]] * n_random
+    else:
+        if isinstance(random_concepts, (torch.Tensor, np.ndarray)):
+            raise TypeError("random_concepts must be a list of n_random batches of inputs, not one tensor")
+        rand_concepts = list(random_concepts)
+        if len(random_sets) < n_random or len(rand_concepts) < n_random:
+            raise ValueError(f"with random_concepts, random_sets and random_concepts must each hold at least "
+                             f"n_random = {n_random} sets, got {len(random_sets)} and {len(rand_concepts)}")
+        rand_concepts = rand_concepts[:n_random]
+        for i, r in enumerate(rand_concepts):
+            _check_set(f"random_concepts[{i}]", model, r)
+    n_sets = n_random + 1 if random_concepts is None else n_random
+    for i, r in enumerate(random_sets[:n_sets]):
         _check_set(f"random_sets[{i}]", model, r)
     x = check_inputs(model, inputs)
     C = check_real("C", C, min=0.0, min_inclusive=False)
     for name, cx in concepts.items():
-        _check_set(f"concepts[{name!r}]", model, cx)
+        if not callable(cx):
+            _check_set(f"concepts[{name!r}]", model, cx)
     # activations of every set and the layer gradients of the inputs, computed once
-    acts = {i: layer_activations(model, key, r).double().numpy() for i, r in enumerate(random_sets[:n_random + 1])}
+    acts = {i: layer_activations(model, key, r).double().numpy() for i, r in enumerate(random_sets[:n_sets])}
     grads = torch.cat([_layer_grads(model, key, x[s:s + 256], target if isinstance(target, int) or
                                     torch.as_tensor(target).numel() == 1 else torch.as_tensor(target)[s:s + 256])
                        for s in range(0, len(x), 256)]).detach().cpu()
-    items = [(name, layer_activations(model, key, cx).double().numpy()) for name, cx in concepts.items()]
-    items.append((None, acts[n_random]))
+    distinct = {id(r): r for r in rand_concepts}        # one set repeated n times when random_concepts is None
+    rand_acts = {i: layer_activations(model, key, r).double().numpy() for i, r in distinct.items()}
+
+    def concept_acts(name, cx):
+        if not callable(cx):
+            return [layer_activations(model, key, cx).double().numpy()] * n_random
+        made = {}
+        for i, r in distinct.items():                   # a paired concept: the random concept + the concept
+            c = cx(r.clone())
+            if not isinstance(c, torch.Tensor) or c.shape != r.shape:
+                raise ValueError(f"concepts[{name!r}] is a function, so it must return a batch of the random "
+                                 f"concept's shape {tuple(r.shape)}, got {getattr(c, 'shape', type(c).__name__)}")
+            made[i] = layer_activations(model, key, c).double().numpy()
+        return [made[id(r)] for r in rand_concepts]
+
+    items = [(name, concept_acts(name, cx)) for name, cx in concepts.items()]
+    items.append((None, [rand_acts[id(r)] for r in rand_concepts]))
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=len(items) * n_random, desc="TCAV")
     found = {}
-    for name, ac in items:
+    for name, acs in items:
         sc, acc, cavs = [], [], []
         for i in range(n_random):
-            cav = _cav_from_acts(ac, acts[i], key, seed + i, C, 0.33)
+            cav = _cav_from_acts(acs[i], acts[i], key, seed + i, C, 0.33)
             sc.append(float((grads @ cav.vector > 0).float().mean()))     # = tcav_score(cav)
             acc.append(cav.accuracy)
             cavs.append(cav)
@@ -292,6 +343,44 @@ def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: in
     rand = found.pop(None)[0]
     return {name: TCAVResult(float(s.mean()), float(s.std(ddof=1)), _ttest(s, rand), s, rand, a, cv)
             for name, (s, a, cv) in found.items()}
+
+
+class Intervention(NamedTuple):
+    """What adding a concept to the inputs does to the prediction (``intervention_effect``):
+    ``delta`` (N,) change of the target logit; ``before`` / ``after`` fraction of inputs predicted
+    as the target class without / with the concept."""
+    delta: torch.Tensor
+    before: float
+    after: float
+
+
+def intervention_effect(model, inputs, apply_concept, target, batch_size: int = 256) -> Intervention:
+    """The ground truth TCAV approximates: put the concept INTO the inputs and watch the logit.
+
+    apply_concept: a function (N, ...) → (N, ...) that adds the concept to a batch (e.g. stamps the
+    watermark). Returns ``Intervention(delta = f_k(apply(x)) − f_k(x) per input, before, after)``,
+    with k = ``target``. TCAV is first-order and local (a directional derivative at f_l(x), its
+    sign only); this is the whole, finite change — the two can disagree (lecture 09 §5).
+    """
+    check_model(model)
+    if not callable(apply_concept):
+        raise TypeError(f"apply_concept must be a function that adds the concept to a batch, "
+                        f"got {type(apply_concept).__name__}")
+    x = check_inputs(model, inputs)
+    d, b, a = [], [], []
+    with eval_on(model, freeze=True), torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            xb = x[s:s + batch_size]
+            xc = apply_concept(xb.clone())
+            if not isinstance(xc, torch.Tensor) or xc.shape != xb.shape:
+                raise ValueError(f"apply_concept must return a tensor of the batch's shape {tuple(xb.shape)}, "
+                                 f"got {getattr(xc, 'shape', type(xc).__name__)}")
+            o0, o1 = scores(model, xb), scores(model, xc.to(xb))
+            t = target_index(target, len(xb), o0.shape[1])
+            d.append((select(o1, t) - select(o0, t)).cpu())
+            b.append((o0.argmax(1) == t).cpu())
+            a.append((o1.argmax(1) == t).cpu())
+    return Intervention(torch.cat(d), float(torch.cat(b).float().mean()), float(torch.cat(a).float().mean()))
 
 
 # ------------------------------------------------------------------ probing

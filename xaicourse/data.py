@@ -116,7 +116,7 @@ def _shape_mask(kind: str, size: int, cx: float, cy: float, r: float, rot: float
 
 def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
                 watermark: float = 0.0, flip_fraction: float = 0.0,
-                noise: float = 0.03) -> Shapes:
+                noise: float = 0.03, watermark_corner: str = "class") -> Shapes:
     """Draw ``n`` RGB images of shapes with ground-truth object masks.
 
     n: number of images (> 0); size: side in pixels (≥ 16); seed: fixes everything.
@@ -124,6 +124,10 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
     watermark: probability in [0, 1] that an image carries a small bright patch in the
         corner belonging to its class (corner k % 4). 0 = no cue at all; 1 = a perfectly
         predictive spurious cue. Images without the class cue get none.
+    watermark_corner: ``"class"`` (default) — the patch sits in the corner of the image's class,
+        a spurious cue; ``"random"`` — the same patch, as often, in a corner drawn independently
+        of the label: the images look alike but the cue predicts nothing (the control network of
+        lecture 09, which sees watermarks in training and has no reason to use them).
     flip_fraction: fraction in [0, 1] of labels replaced by a different random class;
         ``flipped`` says which, ``clean_labels`` keeps the truth.
     """
@@ -141,6 +145,9 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
         raise ValueError(f"classes must not repeat, got {classes}")
     watermark = check_real("watermark", watermark, min=0.0, max=1.0)
     flip_fraction = check_real("flip_fraction", flip_fraction, min=0.0, max=1.0)
+    if watermark_corner not in ("class", "random"):
+        raise ValueError(f"watermark_corner must be 'class' (the cue of the label) or 'random' "
+                         f"(uncorrelated with it), got {watermark_corner!r}")
 
     rng = np.random.default_rng(seed)
     k = len(classes)
@@ -149,7 +156,6 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
     images = np.empty((n, 3, size, size), dtype=np.float32)
     masks = np.zeros((n, size, size), dtype=bool)
     cues = np.zeros((n, size, size), dtype=bool)
-    patch = max(2, size // 8)
     for i in range(n):
         bg = _texture(rng, size)
         r = rng.uniform(0.2, 0.32) * size
@@ -160,9 +166,9 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
         img = bg.copy()
         img[:, m] = colour[:, None] * 0.9 + 0.05
         if watermark > 0 and rng.random() < watermark:
-            corner = labels[i] % 4
-            y0 = 1 if corner in (0, 1) else size - patch - 1
-            x0 = 1 if corner in (0, 2) else size - patch - 1
+            # "random" draws one extra number only in that mode: the default images stay identical
+            corner = labels[i] % 4 if watermark_corner == "class" else int(rng.integers(4))
+            y0, x0, patch = _watermark_box(corner, size)
             cues[i, y0:y0 + patch, x0:x0 + patch] = True
             img[:, cues[i]] = 1.0
         img += rng.normal(0, noise, size=img.shape)
@@ -179,6 +185,28 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
     return Shapes(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)),
                   torch.from_numpy(masks), torch.from_numpy(clean.astype(np.int64)),
                   torch.from_numpy(flipped), torch.from_numpy(cues), classes)
+
+
+def _watermark_box(corner: int, size: int) -> tuple[int, int, int]:
+    """Top-left (y0, x0) and side of the watermark patch in ``corner`` (0 TL, 1 TR, 2 BL, 3 BR)."""
+    patch = max(2, size // 8)
+    y0 = 1 if corner in (0, 1) else size - patch - 1
+    x0 = 1 if corner in (0, 2) else size - patch - 1
+    return y0, x0, patch
+
+
+def add_watermark(images: torch.Tensor, corner: int) -> torch.Tensor:
+    """A copy of (N, C, H, W) images in [0, 1] with ``make_shapes``' white watermark patch stamped
+    in ``corner`` (0 top left, 1 top right, 2 bottom left, 3 bottom right) — the concept examples
+    and the intervention of lecture 09."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise TypeError(f"images must be an (N, C, H, W) tensor, got "
+                        f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    corner = check_int("corner", corner, min=0, max=3)
+    y0, x0, patch = _watermark_box(corner, images.shape[-1])
+    out = images.clone()
+    out[..., y0:y0 + patch, x0:x0 + patch] = 1.0
+    return out
 
 
 def load_shapes_split(n_train: int = 2000, n_test: int = 500, size: int = 32, seed: int = 0,
