@@ -2,16 +2,27 @@
 
     python benchmarks/bench_concepts.py [--quick]
 
-1. TCAV on the Clever-Hans CNN (shapes, 90 % of training images carry their class's corner
-   watermark) vs the same CNN trained without it: for each class k, the concept "white patch in
-   corner k" (clean images with the patch stamped) against 11 random sets of clean images, at layer
-   relu3, on 50 clean test images of class k. Targets: on the Clever-Hans model p < 0.01 and
-   TCAV ≥ 0.8; on the clean model not significant (p ≥ 0.01). captum's ``TCAV`` (its default
-   SGD classifier, its own CAVs) on the same concept / random sets is printed beside ours.
-   The headline target is class 0 (circle, top-left patch); the other classes are reported too
-   (measured: the clean CNN also responds to a bottom-corner white patch for triangles / crosses).
+1. TCAV of the watermark ("white patch in corner k", the cue of class k) for class k, on three
+   CNNs trained alike on shapes: **Clever-Hans** (90 % of training images carry their class's
+   patch), **control** (90 % carry the same patch in a corner drawn independently of the class:
+   it sees watermarks but has no reason to use them) and **clean** (never saw a patch).
+   Ground truth first: the intervention — stamp the patch on 50 clean class-k test images and
+   measure the class-k logit's change Δ (``concepts.intervention_effect``).
+   Two TCAV designs, both printed:
+   A. lecture 09 §4 — layer relu3 (the last conv map, 64×8×8), one fixed set of 40 stamped
+      images against 10 random sets, one random concept (Kim et al.'s reference protocol);
+      captum's ``TCAV`` with its own SGD CAVs on the same sets beside it.
+   B. lecture 09 §5 — layer gmp (the global max pool after relu3, 64), a PAIRED concept (run i:
+      the patch stamped on random concept R'_i, against R_i; its baseline R'_i itself against
+      R_i) and 30 independent random concepts.
+   Targets (the issue's, on design B): Clever-Hans p < 0.01 and TCAV ≥ 0.8 for every class; not
+   significant (p ≥ 0.01) where the network does not use the patch — the control. The clean CNN
+   DOES respond to a patch it never saw (Δ ≠ 0, out of distribution), so there TCAV is judged by
+   agreement with the intervention: significant in Δ's direction, or not significant with |Δ| < 1.
+   Why A misses: the class gradient at relu3 passes the global max pool only at each channel's
+   arg-max; the share of those arg-maxes inside the corner-k cell is printed.
 2. Parity: captum's ``TCAV.interpret`` with OUR CAV injected (a ``Classifier`` whose weights are
-   the CAV) vs ``tcav_score`` — max |difference| over concepts, random runs and both models
+   the CAV) vs ``tcav_score`` — max |difference| over concepts, random runs and all models
    (target ≤ 1e-6), sign-count and magnitude.
 3. Attacks: for gradient, SmoothGrad, IG and Grad-CAM on the clean CNN, mean top-k intersection
    (k = 50 of 1024 pixels) and Spearman ρ after random-sign, top-k and center attacks at
@@ -21,6 +32,7 @@
    a paired Wilcoxon test of the per-image top-k intersections (top-k attack), IG vs gradient.
 """
 import argparse
+import functools
 import tempfile
 import time
 import warnings
@@ -29,20 +41,11 @@ import numpy as np
 import torch
 
 from xaicourse import data, models
-from xaicourse.concepts import concept_activation_vector, directional_derivatives, tcav, tcav_score
+from xaicourse.concepts import (directional_derivatives, intervention_effect, layer_activations, tcav,
+                                tcav_score)
 from xaicourse.robustness import ATTACK_KINDS, ATTACK_METHODS, attack_attribution
 
 warnings.filterwarnings("ignore")
-
-
-def stamp(images, corner, size=32):
-    """Clean images with make_shapes' white watermark patch in ``corner`` (0 TL, 1 TR, 2 BL, 3 BR)."""
-    patch = max(2, size // 8)
-    y0 = 1 if corner in (0, 1) else size - patch - 1
-    x0 = 1 if corner in (0, 2) else size - patch - 1
-    out = images.clone()
-    out[:, :, y0:y0 + patch, x0:x0 + patch] = 1.0
-    return out
 
 
 def captum_tcav(model, layer, concept, randoms, x, target, cav=None, tmp=None):
@@ -75,6 +78,22 @@ def captum_tcav(model, layer, concept, randoms, x, target, cav=None, tmp=None):
     return np.array(out_sc), np.array(out_mag)
 
 
+def argmax_share_in_corner(model, x, corner):
+    """Share of (image, channel) arg-maxes of relu3 that fall in the corner's cell of the 8×8 map:
+    the only places where the class gradient at relu3 is non-zero (global max pool after it)."""
+    a = layer_activations(model, "relu3", x)
+    a = a.reshape(len(x), -1, 8, 8).flatten(2).argmax(2)
+    cy, cx = (0 if corner in (0, 1) else 7), (0 if corner in (0, 2) else 7)
+    return ((a // 8 == cy) & (a % 8 == cx)).float().mean().item()
+
+
+def agrees(r, delta, alpha=0.01):
+    """TCAV agrees with the intervention: significant in Δ's direction, or not significant and |Δ| < 1."""
+    if r.p_value < alpha:
+        return (r.score > r.random_scores.mean()) == (delta > 0) and abs(delta) >= 0.1
+    return abs(delta) < 1.0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -82,55 +101,73 @@ def main():
     torch.set_num_threads(1)
     n_train, epochs = (800, 6) if args.quick else (2000, 10)
     n_img = 8 if args.quick else 32
-    layer, n_random = "relu3", 10
+    n_random, n_paired = (5, 10) if args.quick else (10, 30)
     t_start = time.time()
 
-    wm = data.load_shapes_split(n_train, 300, watermark=0.9)
+    def fit(split):
+        return models.train(models.SmallCNN(3, 4, width=16), split.X_train, split.y_train, epochs=epochs, lr=3e-3,
+                            seed=0, progress=False, device="cpu").model.eval()
+
     cl = data.load_shapes_split(n_train, 300)
-    nets = {"Clever-Hans": models.train(models.SmallCNN(3, 4, width=16), wm.X_train, wm.y_train, epochs=epochs,
-                                        lr=3e-3, seed=0, progress=False, device="cpu").model.eval(),
-            "clean": models.train(models.SmallCNN(3, 4, width=16), cl.X_train, cl.y_train, epochs=epochs, lr=3e-3,
-                                  seed=0, progress=False, device="cpu").model.eval()}
+    nets = {"Clever-Hans": fit(data.load_shapes_split(n_train, 300, watermark=0.9)),
+            "control": fit(data.load_shapes_split(n_train, 300, watermark=0.9, watermark_corner="random")),
+            "clean": fit(cl)}
     for name, m in nets.items():
         print(f"{name:12s} accuracy on clean test images {models.accuracy(m, cl.X_test, cl.y_test):.3f}")
 
     pool = data.make_shapes(40 * (n_random + 2), seed=123)
     randoms = [pool.images[40 * (i + 1):40 * (i + 2)] for i in range(n_random + 1)]
+    paired_pool = data.make_shapes(40 * 2 * n_paired, seed=321)
+    paired = [paired_pool.images[40 * i:40 * (i + 1)] for i in range(2 * n_paired)]
     test = data.make_shapes(400, seed=77)
 
-    print("\n1. TCAV of the watermark concept 'white patch in corner k' for class k (layer relu3)")
-    print(f"{'model':12s}{'class':>7s}{'TCAV':>7s}{'± sd':>7s}{'p':>10s}{'acc':>6s}{'random':>8s}"
-          f"{'captum TCAV':>13s}{'captum p':>10s}   target")
-    parity, ok, ok0 = [], True, True
+    print("\n1. The watermark 'white patch in corner k' and class k: intervention Δ (mean change of the class-k logit"
+          "\n   when the patch is stamped on its clean test images) vs TCAV, design A (relu3, fixed set, one random"
+          f"\n   concept, {n_random} runs) and B (gmp, paired, {n_paired} independent random concepts)")
+    print(f"{'model':12s}{'class':>6s}{'Δ':>7s}{'→k':>6s}{'A: TCAV':>9s}{'p':>9s}{'captum':>8s}{'ok':>4s}"
+          f"{'B: TCAV':>9s}{'p':>9s}{'ok':>4s}{'argmax@corner':>15s}   target (B)")
+    parity, met, agree = [], {"A": 0, "B": 0}, {"A": 0, "B": 0}
+    n_cells = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name, m in nets.items():
             for k in range(4):
-                concept = stamp(pool.images[:40], k)
+                add = functools.partial(data.add_watermark, corner=k)
                 xk = test.images[test.labels == k][:50]
-                r = tcav(m, layer, {"wm": concept}, randoms, xk, k, n_random=n_random)["wm"]
-                # captum with its own (SGD) CAVs, and its random-vs-random baseline
-                theirs, _ = captum_tcav(m, layer, concept, randoms[:n_random], xk, k, tmp=tmp)
-                their_rand, _ = captum_tcav(m, layer, randoms[n_random], randoms[:n_random], xk, k, tmp=tmp)
-                from scipy.stats import ttest_ind
-                p_c = ttest_ind(theirs, their_rand, equal_var=False).pvalue
+                iv = intervention_effect(m, xk, add, k)
+                others = intervention_effect(m, test.images[test.labels != k][:150], add, k)
+                delta = iv.delta.mean().item()
+                concept = add(pool.images[:40])
+                ra = tcav(m, "relu3", {"wm": concept}, randoms, xk, k, n_random=n_random)["wm"]
+                rb = tcav(m, "gmp", {"wm": add}, paired[:n_paired], xk, k, n_random=n_paired,
+                          random_concepts=paired[n_paired:])["wm"]
+                theirs, _ = captum_tcav(m, "relu3", concept, randoms[:n_random], xk, k, tmp=tmp)
                 if name == "Clever-Hans":
-                    good = r.p_value < 0.01 and r.score >= 0.8
-                    want = "p<0.01 & ≥0.8"
+                    want, good = "p<0.01 & ≥0.8", {d: r.p_value < 0.01 and r.score >= 0.8 for d, r in
+                                                   (("A", ra), ("B", rb))}
+                elif name == "control":
+                    want, good = "p ≥ 0.01", {d: r.p_value >= 0.01 for d, r in (("A", ra), ("B", rb))}
                 else:
-                    good = r.p_value >= 0.01
-                    want = "p ≥ 0.01"
-                ok &= good
-                ok0 &= good if k == 0 else True
-                print(f"{name:12s}{k:>7d}{r.score:>7.2f}{r.std:>7.2f}{r.p_value:>10.2g}{r.accuracies.mean():>6.2f}"
-                      f"{r.random_scores.mean():>8.2f}{theirs.mean():>13.2f}{p_c:>10.2g}   {want} "
-                      f"{'OK' if good else 'MISSED'}")
+                    want, good = "agrees with Δ", {d: agrees(r, delta) for d, r in (("A", ra), ("B", rb))}
+                n_cells += 1
+                for d, r in (("A", ra), ("B", rb)):
+                    met[d] += good[d]
+                    agree[d] += agrees(r, delta)
+                print(f"{name:12s}{k:>6d}{delta:>+7.2f}{others.after:>6.2f}{ra.score:>9.2f}{ra.p_value:>9.1g}"
+                      f"{theirs.mean():>8.2f}{'✓' if good['A'] else '✗':>4s}{rb.score:>9.2f}{rb.p_value:>9.1g}"
+                      f"{'✓' if good['B'] else '✗':>4s}{argmax_share_in_corner(m, xk, k):>15.3f}   {want}",
+                      flush=True)
                 # 2. parity: our CAVs injected into captum
-                for cav in r.cavs[:3]:
-                    sc, mag = captum_tcav(m, layer, concept, randoms[:1], xk, k, cav=cav, tmp=tmp)
-                    S = directional_derivatives(m, layer, cav, xk, k)
-                    parity.append(max(abs(sc[0] - tcav_score(m, layer, cav, xk, k)), abs(mag[0] - S.mean().item())))
-    print(f"   TCAV targets, class 0 (circle, top-left patch; the class lecture 03 shows): "
-          f"{'met' if ok0 else 'MISSED'}; on all four classes: {'met' if ok else 'NOT all met'}")
+                for cav in ra.cavs[:3]:
+                    sc, mag = captum_tcav(m, "relu3", concept, randoms[:1], xk, k, cav=cav, tmp=tmp)
+                    S = directional_derivatives(m, "relu3", cav, xk, k)
+                    parity.append(max(abs(sc[0] - tcav_score(m, "relu3", cav, xk, k)), abs(mag[0] - S.mean().item())))
+    print("   (→k: share of the OTHER classes' test images predicted k once the patch is stamped; argmax@corner: "
+          "share of relu3's channel arg-maxes in corner k's cell on clean class-k images)")
+    for d in ("A", "B"):
+        print(f"   design {d}: targets met in {met[d]}/{n_cells} (model, class) cells; TCAV agrees with the "
+              f"intervention in {agree[d]}/{n_cells}")
+    print(f"   TCAV targets (design B: Clever-Hans significant ≥ 0.8, control not significant, clean agrees with Δ): "
+          f"{'met' if met['B'] == n_cells else 'NOT all met'}")
     print(f"\n2. captum parity with the same CAV and inputs: max |ours − captum| = {max(parity):.2e} "
           f"over {len(parity)} CAVs (target ≤ 1e-6) {'OK' if max(parity) <= 1e-6 else 'MISSED'}")
 
