@@ -15,7 +15,6 @@ import warnings
 import torch
 from torch import nn
 
-from xaicourse.data import load_digits_tensors
 from xaicourse.data_attribution import RepresenterPoints, detection_curve, flip_labels
 from xaicourse.models import SmallCNN, course_model, train
 

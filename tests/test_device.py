@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaicourse.device import current_device, device_toggle, get_device, set_device, set_seed
+from xaicourse.device import current_device, device_toggle, get_device, set_seed
 
 
 def test_auto_is_cpu_without_accelerators(monkeypatch):

@@ -1,6 +1,5 @@
 """Influence functions (lecture 05): exact vs the closed form of logistic regression, CG / LiSSA /
 Arnoldi vs exact, influence vs leave-one-out retraining, captum parity, and the error messages."""
-import os
 import warnings
 
 import numpy as np

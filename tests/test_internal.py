@@ -5,7 +5,6 @@ import warnings
 import pytest
 import torch
 
-from xaicourse import attribution as A
 from xaicourse.attribution.internal import internal_influence, layer_activations, layer_conductance, unit_attribution
 from conftest import maxdiff
 

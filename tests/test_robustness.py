@@ -1,7 +1,6 @@
 """Attacks on attributions: maps equal the package's methods, the constraints hold (‖δ‖∞ ≤ ε,
 prediction and confidence kept), the measures agree with scipy / hand examples, the surrogate
 is needed for ReLU networks, bad inputs."""
-import math
 
 import pytest
 import torch

@@ -234,7 +234,6 @@ def check_integrity(fatal: bool = False) -> None:
     could swallow the error of this very check, so then the kernel is ended (``os._exit``): the
     grader counts the rest as failed. Otherwise ``IntegrityError`` (an AssertionError) is raised.
     """
-    global _SNAPSHOT
     if _SNAPSHOT is None:   # not started by the grader: take the reference now
         snapshot()
         return

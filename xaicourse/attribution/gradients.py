@@ -257,7 +257,6 @@ def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target, baselin
     ibs = N * n if internal_batch_size is None else check_int("internal_batch_size", internal_batch_size, min=1)
     per = max(1, ibs // N)                                    # steps per pass
     base_list = baseline_set(baselines, x)
-    shape = (-1,) + (1,) * (x.dim() - 1)
     total = torch.zeros_like(x)
     deltas = torch.zeros(N, dtype=x.dtype, device=x.device)
     with eval_on(model, freeze=True), torch.enable_grad():
