@@ -222,7 +222,14 @@ def test_site_pages_load_offline_with_figures_and_maths(browser, sites, served, 
         if has_math:
             assert page.locator("mjx-container").count() > 0, f"{which}/{rel}: maths not rendered"
         if rel.startswith(("lectures/", "exercises/", "solutions/")):
-            assert page.locator("a.download", has_text="Download the notebook").count() == 1, f"{rel}: no download link"
+            link = page.locator("a.download", has_text="Download the notebook")
+            assert link.count() == 1, f"{rel}: no download link"
+            fonts = link.evaluate("a => [getComputedStyle(a.querySelector('code') || a).fontFamily, "
+                                  "getComputedStyle(a.closest('p') || a.parentElement).fontFamily]")
+            assert fonts[0] == fonts[1], f"{rel}: the download link is set in {fonts[0]!r}, its sentence in {fonts[1]!r}"
+        if rel.startswith("lectures/") and "widget-view+json" in src:
+            note = page.locator(".admonition.note", has_text="no Python runs behind a web page")
+            assert note.count() == 1 and note.is_visible(), f"{which}/{rel}: no note that the widgets are static"
         if rel in ("lectures/00_introduction.html", "index.html"):
             page.screenshot(path=str(ARTIFACTS / f"site-{which}-{rel.replace('/', '-')}.png"), full_page=False)
         assert not problems, f"{which}/{rel}: {problems[:5]}"

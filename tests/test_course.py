@@ -44,6 +44,8 @@ def test_site_index_links_every_lecture(built, sites):
             assert imgs and all((site_dir / i).stat().st_size > 1000 for i in imgs), \
                 f"{name} shows no figure of our execution (inline backend lost?)"
             assert 'class="reference download internal"' in page and 'class="math' in page
+            # every lecture ends with widgets; a static page must say they do not respond here
+            assert "no Python runs behind a web page" in page and "_static/site.css" in page, name
         for ex in EXERCISES:
             assert f'href="exercises/{ex}.html"' in index, ex
     assert len(results) == len(NOTEBOOKS)

@@ -55,6 +55,18 @@ def _title(nb, fallback: str) -> str:
     return fallback
 
 
+STATIC_WIDGETS_NOTE = ("```{note} The widgets on this page are pictures of the state saved when the site was built: "
+                       "moving a slider here changes nothing, because no Python runs behind a web page. Download "
+                       "the notebook and run it in JupyterLab (or fetch it from your class's JupyterHub) to use "
+                       "them.\n```")
+
+
+def _has_widgets(nb) -> bool:
+    """Does an executed notebook show an ipywidget (a widget-view output)?"""
+    return any("application/vnd.jupyter.widget-view+json" in o.get("data", {})
+               for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
 def _with_header(nb, lines: list[str]):
     """A copy of ``nb`` with a markdown cell after its title (download link, banners)."""
     nb = copy.deepcopy(nb)
@@ -86,6 +98,7 @@ html_theme = "sphinx_book_theme"
 html_title = {title!r}
 html_static_path = ["_static"]
 html_js_files = [("widgets/mathjax2-shim.js", {{"priority": 1}})]  # before MathJax's configuration
+html_css_files = ["site.css"]      # the download link in body text, not monospace
 html_context = {{"default_mode": "light"}}
 html_copy_source = False
 html_show_sourcelink = False
@@ -116,6 +129,7 @@ def write_site(root: Path, out: Path, results, *, instructor: bool = False, quic
     shutil.rmtree(src, ignore_errors=True)
     (src / "_static").mkdir(parents=True)
     shutil.copytree(STATIC / "widgets", src / "_static" / "widgets")
+    shutil.copy(STATIC / "site.css", src / "_static" / "site.css")
     mj = mathjax_dir()
     if mj is None:
         raise RuntimeError("MathJax not found: pip install sphinx-mathjax-offline (a dependency of xaicourse)")
@@ -146,6 +160,8 @@ def write_site(root: Path, out: Path, results, *, instructor: bool = False, quic
     for r in lectures:
         note = [] if r.ok else [f"```{{error}} This notebook failed to execute in the last build.\n"
                                 f"{r.error.splitlines()[0] if r.error else ''}\n```"]
+        if _has_widgets(r.nb):
+            note.append(STATIC_WIDGETS_NOTE)
         toc_lectures.append(publish("lectures", r.path.stem, r.nb, r.path, note))
     for d in ex_dirs:
         for p in sorted(d.glob("*.ipynb")):
