@@ -26,14 +26,6 @@ from xaicourse.models import course_model
 warnings.filterwarnings("ignore")
 
 
-def best_of(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts), out
-
 
 def parity():
     from captum.attr import (GuidedBackprop, InputXGradient, LayerAttribution, LayerGradCam, NoiseTunnel,

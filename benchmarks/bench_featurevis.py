@@ -9,21 +9,13 @@ Prints, for the course CNNs (digits, shapes), with ``featurevis.course_settings`
   3. the time for one 10-class grid (digits) / 4-class grid (shapes) on the CPU, batched as in
      the package vs one class at a time (the naive loop), and the ratio.
 """
-import time
 
 import torch
 
 from xaicourse import featurevis as fv
 from xaicourse.models import course_model
+from _common import best_of
 
-
-def timed(fn, repeat=3):
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def main():
@@ -59,8 +51,8 @@ def main():
               f"activation kept {act_kept.mean():.1%} (per class min {act_kept.min():.1%}); "
               f"real images' median TV {fv.total_variation(split.X_train).median():.1f}")
 
-        t_batch, _ = timed(lambda: fv.activation_maximization(model, classes, split.image_shape, **st))
-        t_loop, _ = timed(lambda: [fv.activation_maximization(model, c, split.image_shape, **st) for c in classes],
+        t_batch, _ = best_of(lambda: fv.activation_maximization(model, classes, split.image_shape, **st))
+        t_loop, _ = best_of(lambda: [fv.activation_maximization(model, c, split.image_shape, **st) for c in classes],
                           repeat=1)
         print(f"time for one {len(classes)}-class grid ({st['steps']} steps, CPU): batched {t_batch:.3f} s, "
               f"one class at a time {t_loop:.3f} s, ratio {t_loop / t_batch:.1f}x")

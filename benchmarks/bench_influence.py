@@ -32,18 +32,11 @@ from torch import nn
 from xaicourse.data import load_digits_tensors
 from xaicourse.data_attribution import fit, influence, leave_one_out
 from xaicourse.models import LogisticRegression, course_model
+from _common import best_of
 
 warnings.filterwarnings("ignore")
 L2 = 1e-2
 
-
-def best_of(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts), out
 
 
 def r(a, b):

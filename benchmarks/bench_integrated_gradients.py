@@ -22,17 +22,10 @@ from xaicourse import attribution as A
 from xaicourse.attribution.gradients import RULES
 from xaicourse.metrics import AXIOMS, EXPECTED, axioms_table, format_axioms_table
 from xaicourse.models import course_model
+from _common import best_of
 
 warnings.filterwarnings("ignore")
 
-
-def best_of(fn, repeats):
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts), out
 
 
 def d(a, b):

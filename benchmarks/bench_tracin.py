@@ -29,18 +29,11 @@ from xaicourse.data import load_digits_tensors
 from xaicourse.data_attribution.poison import add_trigger, detection_curve, flip_labels, plant_backdoor, recall_at_k
 from xaicourse.data_attribution.tracin import self_influence, tracin_cp
 from xaicourse.models import SmallCNN, train
+from _common import best_of
 
 warnings.filterwarnings("ignore")
 CE = nn.CrossEntropyLoss()
 
-
-def best_of(fn, repeats):
-    ts, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts), out
 
 
 def load_ckpt(model, c):  # captum's checkpoints_load_func: load, return the learning rate
