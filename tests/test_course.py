@@ -109,6 +109,17 @@ def test_committed_notebooks_have_no_outputs():
     assert course.notebooks_with_outputs(ROOT) == []
 
 
+def test_committed_notebooks_are_valid_with_unique_cell_ids():
+    """nbformat 4.5 wants an id on every cell (a missing one is a warning today, an error tomorrow)."""
+    import json
+    for nb_path in sorted(NOTEBOOKS + list((ROOT / "exercises").glob("*/*.ipynb"))):
+        raw = json.loads(nb_path.read_text())
+        ids = [c.get("id") for c in raw["cells"]]
+        assert None not in ids, f"{nb_path.relative_to(ROOT)}: cell {ids.index(None)} has no id"
+        assert len(set(ids)) == len(ids), f"{nb_path.relative_to(ROOT)}: repeated cell ids"
+        nbformat.validate(nbformat.reads(nb_path.read_text(), as_version=4))
+
+
 @pytest.mark.slow
 def test_exercises_in_sync_with_solutions():
     assert course.check(ROOT, log=lambda *a: None) == []
