@@ -26,12 +26,11 @@ def _restore_course_device():
 
 
 # ----------------------------------------------------------------------------- grading, once
-# Every grading test in the suite shares ONE ``xaicourse grade`` run: each module that grades
-# submissions lists them in ``GRADED_BY`` and exposes ``submissions() -> {(student, exercise): nb}``.
-# Only the modules collected in this session contribute, so ``pytest tests/test_grading_ex04.py``
-# grades exercise 04's submissions alone. One run instead of one per module saves the repeated
-# assignment generation and the idle tail of each parallel run (a third of the grading time).
-GRADED_BY = ("test_course", "test_grading_ex01", "test_grading_ex02", "test_grading_ex04", "test_grading_ex05")
+# Every grading test in the suite shares ONE ``xaicourse grade`` run, as a class would be graded:
+# each collected test module that exposes ``submissions() -> {(student, exercise): nb}`` (and
+# optionally ``plant(folder, student, exercise)`` to put extra files next to a notebook) adds its
+# students. Only the modules collected in this session contribute, so ``pytest
+# tests/test_grading_ex04.py`` grades exercise 04's submissions alone.
 GRADING_TIMEOUT = 60  # seconds per cell: the hanging student costs this once; a loaded CI runner needs headroom
 
 
@@ -39,22 +38,28 @@ GRADING_TIMEOUT = 60  # seconds per cell: the hanging student costs this once; a
 def course_grades(request, tmp_path_factory):
     """{(student, exercise): CSV row} for every submission of the collected grading modules."""
     import csv
-    import sys
 
     import nbformat
 
     from xaicourse import cli
 
-    collected = {getattr(getattr(item, "module", None), "__name__", None) for item in request.session.items}
-    submissions = {}
-    for name in GRADED_BY:
-        if name in collected:
-            submissions.update(sys.modules[name].submissions())
+    modules = {getattr(item, "module", None) for item in request.session.items} - {None}
+    modules = sorted((m for m in modules if callable(getattr(m, "submissions", None))), key=lambda m: m.__name__)
+    submissions, planters = {}, {}
+    for mod in modules:
+        mine = mod.submissions()
+        clash = {k for k in set(mine) & set(submissions) if mine[k] != submissions[k]}  # alice, bob: shared
+        assert not clash, f"{mod.__name__}: students already submitted by another module: {sorted(clash)}"
+        submissions.update(mine)
+        if callable(getattr(mod, "plant", None)):
+            planters.update({key: mod.plant for key in mine})
     subs = tmp_path_factory.mktemp("submitted")
     for (student, ex), nb in submissions.items():
         d = subs / student / ex
         d.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, d / f"{ex}.ipynb")
+        if (student, ex) in planters:
+            planters[student, ex](d, student, ex)
     out = tmp_path_factory.mktemp("grades") / "grades.csv"
     code = cli.main(["--root", str(ROOT), "grade", str(subs), "--out", str(out),
                      "--timeout", str(GRADING_TIMEOUT), "-j", "2"])

@@ -42,10 +42,10 @@ from pathlib import Path
 import nbformat
 
 from .course import INLINE_BACKEND, _course_dir, exercise_names
+from .sandbox import (DOCKER_IMAGE, SANDBOXES, _kill_running, bwrap_available, resolve_sandbox,  # noqa: F401
+                      run_limited, sandbox_command)
 
 FIELDS = ["student", "exercise", "score", "max_score", "status", "tasks", "seconds", "notebook"]
-SANDBOXES = ("auto", "bwrap", "docker", "podman", "none")
-DOCKER_IMAGE = "xaicourse-grader"
 
 # ----------------------------------------------------------------------------- nbgrader config
 NBGRADER_CONFIG = '''c = get_config()
@@ -119,7 +119,7 @@ _FLAG_NAMES = {"sys.modules": "edits sys.modules", "builtins": "edits builtins",
                "subprocess": "starts processes", "os.system": "starts processes", "os.fork": "forks",
                "os.kill": "signals processes", "os.exec": "replaces the process", "signal": "installs signal handlers",
                "gc.get_objects": "walks the heap", "gc.get_referrers": "walks the heap",
-               "importlib.reload": "reloads modules", "pty": "opens a terminal", "socket": "opens sockets",
+               "importlib": "imports dynamically", "pty": "opens a terminal", "socket": "opens sockets",
                "multiprocessing": "starts processes", "threading": "starts threads",
                "get_ipython": "drives IPython itself", "atexit": "registers exit hooks",
                "sys.settrace": "traces execution", "sys.setprofile": "traces execution",
@@ -301,161 +301,6 @@ def _repair(sub, release) -> list[str]:
     return notes
 
 
-# ----------------------------------------------------------------------------- sandbox
-def bwrap_available() -> tuple[bool, str]:
-    exe = shutil.which("bwrap")
-    if not exe:
-        return False, "bubblewrap (bwrap) is not installed: apt-get install bubblewrap"
-    try:
-        r = subprocess.run([exe, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "true"],
-                           capture_output=True, text=True, timeout=20)
-    except Exception as err:  # pragma: no cover
-        return False, f"bwrap failed to start: {err}"
-    if r.returncode != 0:
-        return False, f"bwrap cannot create namespaces here: {r.stderr.strip()[:200]}"
-    return True, ""
-
-
-def resolve_sandbox(sandbox: str) -> str:
-    if sandbox not in SANDBOXES:
-        raise ValueError(f"sandbox must be one of {SANDBOXES}, got {sandbox!r}")
-    if sandbox == "auto":
-        ok, why = bwrap_available()
-        return "bwrap" if ok else "none"
-    if sandbox == "bwrap":
-        ok, why = bwrap_available()
-        if not ok:
-            raise ValueError(f"sandbox 'bwrap' is not usable: {why} (or choose --sandbox docker/none)")
-    if sandbox in ("docker", "podman") and not shutil.which(sandbox):
-        raise ValueError(f"sandbox {sandbox!r}: the {sandbox} command is not installed")
-    return sandbox
-
-
-def sandbox_command(kind: str, argv: list[str], course: Path, cache: Path | None = None) -> list[str]:
-    """``argv`` wrapped in the chosen sandbox; ``course`` is the only writable folder."""
-    course = course.resolve()
-    if kind == "none":
-        return argv
-    if kind == "bwrap":
-        return _bwrap(argv, course, cache)
-    # docker / podman: the image must hold this Python environment (see the README)
-    return [kind, "run", "--rm", "--network", "none", "--pids-limit", "512", "--memory", "6g",
-            "-v", f"{course}:{course}", "-w", str(course), DOCKER_IMAGE] + argv
-
-
-def _bwrap(argv: list[str], course: Path, cache: Path | None) -> list[str]:
-    """A sandbox built from a whitelist: the system's read-only directories, this Python (its base
-    installation, the virtual environment, the xaicourse package), the model cache (read-only), the
-    cache key, and the one writable course folder. Nothing else of the machine exists inside — not
-    the course repository, not the submissions, not the grades — and the sandbox's own command
-    line, visible in its /proc, names only those whitelisted paths."""
-    import xaicourse
-
-    cmd = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--dev", "/dev", "--proc", "/proc",
-           "--tmpfs", "/tmp", "--tmpfs", "/run"]
-    for d in ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
-        if os.path.islink(d):
-            cmd += ["--symlink", os.readlink(d), d]
-        elif os.path.isdir(d):
-            cmd += ["--ro-bind", d, d]
-    pkg = Path(xaicourse.__file__).resolve().parent
-    home = Path.home()
-    cmd += ["--tmpfs", str(home)]
-    keep = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), pkg,
-            Path(os.path.realpath(sys.executable)).parent.parent,
-            Path(os.path.abspath(sys.executable)).parent.parent}  # a symlinked venv, as it is called
-    key = home / ".config" / "xaicourse"
-    if key.exists():
-        keep.add(key.resolve())
-    if cache is not None and cache.exists():
-        keep.add(cache.resolve())
-    for p in sorted(keep, key=lambda q: len(q.parts)):
-        if not any(_inside(p, q) and p != q for q in keep):  # parents first, no double mounts
-            cmd += ["--ro-bind", str(p), str(p)]
-    cmd += ["--bind", str(course), str(course), "--chdir", str(course), "--setenv", "HOME", str(home),
-            "--setenv", "MPLCONFIGDIR", str(course / ".matplotlib"), "--"]
-    return cmd + argv
-
-
-def _inside(p: Path, parent: Path) -> bool:
-    try:
-        p.relative_to(parent)
-        return True
-    except ValueError:
-        return False
-
-
-def _tree_rss(proc) -> int:
-    import psutil
-    try:
-        ps = psutil.Process(proc.pid)
-        return sum(c.memory_info().rss for c in [ps, *ps.children(recursive=True)])
-    except psutil.Error:
-        return 0
-
-
-def _dir_size(p: Path) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(p):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
-
-
-_RUNNING: set = set()
-
-
-def _kill_running() -> None:
-    """Kill every sandboxed run still going (on Ctrl-C / SIGTERM)."""
-    import signal
-
-    for proc in list(_RUNNING):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
-def run_limited(cmd, cwd, env, wall: float, memory_mb: int, disk_mb: int, output_kb: int = 512):
-    """Run ``cmd`` in its own session; kill the whole process group past a limit.
-
-    Returns (returncode, output text (cut to ``output_kb``), reason it was killed or "").
-    """
-    import signal
-
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        _RUNNING.add(proc)
-        reason = ""
-        t0 = time.time()
-        while proc.poll() is None:
-            time.sleep(0.25)
-            if time.time() - t0 > wall:
-                reason = f"wall time over {wall:.0f}s"
-            elif _tree_rss(proc) > memory_mb * 2 ** 20:
-                reason = f"memory over {memory_mb} MB"
-            elif int(time.time() - t0) % 5 == 0 and _dir_size(Path(cwd)) > disk_mb * 2 ** 20:
-                reason = f"disk use over {disk_mb} MB"
-            if reason:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                proc.wait()
-                break
-        _RUNNING.discard(proc)
-        log.seek(0)
-        raw = log.read()
-    text = raw.decode("utf-8", "replace")
-    if len(text) > output_kb * 1024:
-        text = text[: output_kb * 512] + "\n…[output cut]…\n" + text[-output_kb * 512:]
-    return proc.returncode, text, reason
-
-
 # ----------------------------------------------------------------------------- grading one
 @dataclass
 class Settings:
@@ -467,6 +312,7 @@ class Settings:
     hide: tuple = ()
     artifacts: Path | None = None
     feedback: bool = True
+    wall: float = 0.0          # seconds for the whole submission (0: timeout × cells + 180)
 
 
 @dataclass
@@ -476,11 +322,16 @@ class Template:
     release_nb: object
     max_score: float
     cells: dict = field(default_factory=dict)   # grade_id → (points, is_test)
+    checks: object = None                       # xaicourse.checking.Checks
+    context: str = ""                           # the locked code cells (for the import scan)
 
 
 def make_template(root: Path, exercise: str, workdir: Path) -> Template:
-    """``nbgrader generate_assignment`` for one exercise in its own template course."""
+    """``nbgrader generate_assignment`` for one exercise (the release notebook and its points) and
+    the exercise's hidden checks (``solutions/<exercise>/checks.py``, trusted code)."""
     from nbgrader.api import Gradebook
+
+    from .checking import load_checks
 
     course = _course_dir(root, [exercise], dest=workdir / f"template-{exercise}")
     (course / "nbgrader_config.py").write_text(NBGRADER_CONFIG)
@@ -495,7 +346,14 @@ def make_template(root: Path, exercise: str, workdir: Path) -> Template:
         md = c.metadata.get("nbgrader", {})
         if md.get("grade"):
             cells[md["grade_id"]] = (float(md.get("points", 0)), not md.get("solution", False))
-    return Template(exercise, course, rel, max_score, cells)
+    checks = load_checks(root, exercise)
+    missing = [gid for gid, (_, is_test) in cells.items() if is_test and gid not in checks.tasks]
+    if missing:
+        raise RuntimeError(f"{checks.source and 'solutions/' + exercise + '/checks.py'}: no hidden check for the "
+                           f"test cell(s) {', '.join(missing)} — add @task({missing[0]!r}) there")
+    context = "\n".join(c.source for c in rel.cells if c.cell_type == "code"
+                        and not c.metadata.get("nbgrader", {}).get("solution"))
+    return Template(exercise, course, rel, max_score, cells, checks, context)
 
 
 def _nbgrader(course: Path, *args: str, timeout: float | None = None, cmd_prefix=None):
@@ -507,50 +365,132 @@ def _nbgrader(course: Path, *args: str, timeout: float | None = None, cmd_prefix
 def _env() -> dict:
     env = dict(os.environ, MPLBACKEND=INLINE_BACKEND, XAICOURSE_QUICK="1", PYDEVD_DISABLE_FILE_VALIDATION="1")
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    # the kernel must import this very package (an editable checkout may not be on sys.path otherwise)
     import xaicourse
     pkg_parent = str(Path(xaicourse.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
-def _task_status(cell) -> str:
-    outs = cell.get("outputs", [])
-    errs = [o for o in outs if o.get("output_type") == "error"]
-    if not errs:
-        return "passed"
-    e = errs[-1]
-    name = e.get("ename", "")
-    if name in ("CellTimeoutError", "TimeoutError") or "timed out" in e.get("evalue", "").lower():
-        return "timeout"
-    if name in ("DeadKernelError",) or "kernel died" in e.get("evalue", "").lower():
-        return "kernel died"
-    if name in ("AssertionError", "ForbiddenCall"):
-        why = e.get("evalue", "").splitlines()[0][:120] if e.get("evalue") else ""
-        return "failed" + (f" ({why})" if name == "ForbiddenCall" and why else "")
-    if name == "NotImplementedError":
-        return "not answered"
-    return f"error ({name})"
+_KERNEL_ENV_KEYS = ("LANG", "LC_ALL", "TZ", "XAICOURSE_CACHE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TERM")
 
 
-_PROGRESS = "_xaicourse_progress"
+def _kernel_env(box: Path, student: str) -> dict:
+    """The sandboxed kernel's whole environment: what the notebook needs, nothing of the grader's."""
+    import xaicourse
+
+    env = {k: os.environ[k] for k in _KERNEL_ENV_KEYS if k in os.environ}
+    env.update(PATH=os.path.dirname(sys.executable) + os.pathsep + "/usr/local/bin:/usr/bin:/bin",
+               HOME=str(Path.home()), MPLBACKEND=INLINE_BACKEND, XAICOURSE_QUICK="1",
+               XAICOURSE_STUDENT=student, IPYTHONDIR=str(box / ".ipython"), MPLCONFIGDIR=str(box / ".matplotlib"),
+               PYDEVD_DISABLE_FILE_VALIDATION="1", JUPYTER_PLATFORM_DIRS="1", PYTHONDONTWRITEBYTECODE="1",
+               PYTHONPATH=str(Path(xaicourse.__file__).resolve().parent.parent))
+    from .models import cache_dir
+    env["XAICOURSE_CACHE"] = str(cache_dir())
+    return env
 
 
-def _instrument(nb, progress: Path) -> None:
-    """Before each answer cell, a cell that records which answer runs (to find a kernel killer)."""
-    cells = []
+def _status_of_error(cell) -> str:
+    errs = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    return errs[-1].get("ename", "Error") if errs else ""
+
+
+def _assemble(sub, release):
+    """The notebook that runs: the release's locked and test cells (whatever the submission did to
+    them, deleted ones put back), the submission's answer cells, and the cells it added, in order."""
+    import copy
+
+    rel_ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in release.cells]
+    by_id, extras, pending = {}, {}, []
+    for c in sub.cells:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in rel_ids and gid not in by_id:
+            by_id[gid] = c
+            extras[gid], pending = pending, []
+        elif c.cell_type == "code" and c.source.strip():
+            pending.append(c)
+    cells, answers, added = [], {}, []
+    for rc, gid in zip(release.cells, rel_ids):
+        for e in extras.get(gid, []):
+            cells.append(copy.deepcopy(e))
+            added.append(len(cells) - 1)
+        md = rc.metadata.get("nbgrader", {})
+        if gid and md.get("solution") and gid in by_id:
+            c = copy.deepcopy(by_id[gid])
+            c.metadata["nbgrader"] = copy.deepcopy(md)
+            c.cell_type = rc.cell_type
+            cells.append(c)
+            answers[len(cells) - 1] = gid
+        else:
+            cells.append(copy.deepcopy(rc))
+            if gid and md.get("solution"):
+                answers[len(cells) - 1] = gid
+    for e in pending:
+        cells.append(copy.deepcopy(e))
+        added.append(len(cells) - 1)
+    for c in cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(release.metadata))
     for k, c in enumerate(nb.cells):
-        md = c.metadata.get("nbgrader", {})
-        if c.cell_type == "code" and md.get("solution") and not md.get("grade"):
-            cells.append(nbformat.v4.new_code_cell(
-                f"open({str(progress)!r}, 'w').write({md.get('grade_id', str(k))!r})"))
-        cells.append(c)
-    nb.cells = cells
+        c["id"] = f"cell-{k}"
+    return nb, answers, added
+
+
+def _task_of(nb, index: int, template: Template) -> str | None:
+    """The test cell (task) that follows cell ``index``."""
+    for c in nb.cells[index:]:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in template.cells and template.cells[gid][1]:
+            return gid
+    return None
+
+
+def _boot(nb, disabled: dict, template: Template, settings: Settings, box: Path, env: dict, lines: list):
+    """A fresh sandboxed kernel that has run the notebook (disabled cells replaced by a ``raise``);
+    returns (kernel, (cell index, reason) of the first cell that did not come back, or None)."""
+    from .models import cache_dir
+    from .sandbox import KernelProblem, SandboxKernel
+
+    for k, c in enumerate(nb.cells):
+        if k in disabled and c.cell_type == "code":
+            c.source = f"raise RuntimeError('this cell did not finish during grading ({disabled[k]})')"
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    sk = SandboxKernel(box, settings.sandbox, env, settings.timeout, settings.memory_mb, cache=cache_dir())
+    try:
+        sk.start(nb)
+    except Exception as err:
+        sk.close()
+        raise RuntimeError(f"the sandboxed kernel did not start: {type(err).__name__}: {str(err)[:200]}") from err
+    for k, c in enumerate(nb.cells):
+        if c.cell_type != "code" or k in disabled:
+            if c.cell_type == "code" and k in disabled:
+                try:
+                    sk.execute(c, k)
+                except KernelProblem:
+                    pass
+            continue
+        t0 = time.time()
+        try:
+            sk.execute(c, k)
+        except KernelProblem as p:
+            lines.append(f"cell {k}: {p.reason} after {time.time() - t0:.1f}s")
+            return sk, (k, p.reason)
+        lines.append(f"cell {k}: {_status_of_error(c) or 'ok'} in {time.time() - t0:.1f}s")
+    return sk, None
+
+
+def _result_output(text: str):
+    return nbformat.v4.new_output("stream", name="stdout", text=text)
 
 
 def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -> dict:
-    """Grade one submission in an isolated, sandboxed course folder → one CSV row."""
-    from nbgrader.api import Gradebook
+    """Grade one submission: its notebook runs in a sandboxed kernel; the hidden checks run here
+    and call the student's functions through it, receiving plain data only → one CSV row."""
+    import traceback
+
+    from .checking import Failed, Remote, StudentError, scan_imports
+    from .sandbox import KernelProblem
 
     t0 = time.time()
     row = dict(student=entry.student, exercise=entry.exercise, score=0.0, max_score=template.max_score,
@@ -562,156 +502,169 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
         return row
     row["notebook"] = nb_path.name
     try:
-        sub = nbformat.read(nb_path, as_version=4)
+        if nb_path.stat().st_size > 50 * 2 ** 20:
+            raise ValueError("larger than 50 MB")
+        import warnings
+        with warnings.catch_warnings():  # duplicated cell ids are repaired below
+            warnings.simplefilter("ignore")
+            sub = nbformat.reads(nb_path.read_text(encoding="utf-8", errors="replace"), as_version=4)
     except Exception as err:
         row.update(status=f"unreadable notebook ({type(err).__name__}: {str(err)[:120]})",
                    seconds=round(time.time() - t0, 1))
         return row
     notes += _repair(sub, template.release_nb)
-    flags = {}
-    for c in sub.cells:
-        md = c.metadata.get("nbgrader", {})
-        if c.cell_type == "code" and not (md.get("locked") or (md.get("grade") and not md.get("solution"))):
-            for why in scan_answer(c.source):
-                flags[why] = None
+    nb, answers, added = _assemble(sub, template.release_nb)
+    # ---- static review of what the student wrote (trusted side, before anything runs)
+    flags, ruled_out = {}, {}
+    every_forbidden = sorted({m for ms in template.checks.forbidden.values() for m in ms})
+    for k in list(answers) + added:
+        src = nb.cells[k].source
+        for why in scan_answer(src):
+            flags[why] = None
+        gid = answers.get(k)
+        forbidden = template.checks.forbidden.get(gid, []) if gid else every_forbidden
+        hits = scan_imports(src, forbidden, template.context)
+        if hits:
+            task_id = _task_of(nb, k, template)
+            ruled_out.setdefault(task_id, []).extend(hits)
+            for h in hits:
+                flags[f"{gid or 'an added cell'} {h}, which the task rules out"] = None
     work = Path(tempfile.mkdtemp(prefix="xaicourse-grade-"))
+    os.chmod(work, 0o700)
+    box = work / "box"
+    lines: list[str] = []
+    statuses, messages, earned = {}, {}, {gid: 0.0 for gid in template.cells}
+    tests = [gid for gid, (_, is_test) in template.cells.items() if is_test]
+    sk = None
     try:
-        course = work / "course"
-        _instrument(sub, course / f".{_PROGRESS}")
-        (course / "source" / entry.exercise).mkdir(parents=True)
-        shutil.copy(template.course / "gradebook.db", course / "gradebook.db")
-        (course / "nbgrader_config.py").write_text(NBGRADER_CONFIG)
-        startup = course / ".ipython" / "profile_default" / "startup"
-        sdir = course / "submitted" / entry.student / entry.exercise
-        sdir.mkdir(parents=True)
-        died, statuses, score = [], {}, 0.0
-        for attempt in range(len(template.cells) + 1):
-            nbformat.write(sub, sdir / f"{entry.exercise}.ipynb")
-            # the kernel records the pristine state before any cell runs (grading.check_integrity);
-            # IPython needs its folder writable, so the file is written afresh before every run
-            shutil.rmtree(startup.parent.parent, ignore_errors=True)
-            startup.mkdir(parents=True)
-            (startup / "00-xaicourse-grading.py").write_text("import xaicourse.grading as _g\n_g.guard()\ndel _g\n")
-            argv = [sys.executable, "-m", "nbgrader", "autograde", entry.exercise, f"--student={entry.student}",
-                    "--create", "--force", f"--ExecutePreprocessor.timeout={settings.timeout}",
-                    f"--CourseDirectory.root={course}", f"--CourseDirectory.db_url=sqlite:///{course / 'gradebook.db'}"]
-            from .models import cache_dir
-            cmd = sandbox_command(settings.sandbox, argv, course, cache=cache_dir())
-            wall = settings.timeout * max(4, len(template.cells)) + 180
-            env = dict(_env(), IPYTHONDIR=str(course / ".ipython"))
-            code, text, killed = run_limited(cmd, course, env, wall, settings.memory_mb, settings.disk_mb)
-            (work / f"nbgrader-{attempt}.log").write_text(text)
-            auto = course / "autograded" / entry.student / entry.exercise / f"{entry.exercise}.ipynb"
-            dead = killed or "DeadKernelError" in text or "Kernel died" in text or "kernel died" in text.lower()
-            if not dead and auto.exists():
+        env = _kernel_env(box, entry.student)
+        disabled: dict = {}
+        for _ in range(len(nb.cells) + 1):
+            box.mkdir(exist_ok=True)
+            sk, problem = _boot(nb, disabled, template, settings, box, env, lines)
+            if problem is None:
                 break
-            culprit = _read_progress(course, entry)
-            if killed:
-                notes.append(f"killed: {killed}")
-            if culprit and culprit not in died and not killed:
-                died.append(culprit)
-                _neutralise(sub, culprit)
+            sk.close()
+            sk = None
+            disabled[problem[0]] = problem[1]
+            wall = settings.wall or settings.timeout * max(4, len(template.cells)) + 180
+            if time.time() - t0 > wall:
+                notes.append(f"killed: wall time over {wall:.0f}s")
+                break
+        doomed = {}
+        for k, reason in disabled.items():
+            gid = nb.cells[k].metadata.get("nbgrader", {}).get("grade_id")
+            if k in answers or (gid in template.cells and template.cells[gid][1]):
+                doomed.setdefault(_task_of(nb, k, template), reason)
+                if k in answers and reason == "kernel died":
+                    notes.append(f"kernel died in {answers[k]}; the other tasks were re-run in a fresh kernel")
+                elif k in answers:
+                    notes.append(f"{answers[k]}: {reason}")
+            elif k not in added:
+                notes.append(f"set-up cell {k} did not finish ({reason}): every task after it is marked so")
+                for gid in tests:
+                    if _index_of(nb, gid) > k:
+                        doomed.setdefault(gid, f"set-up {reason}")
+        for gid in tests:
+            pts = template.cells[gid][0]
+            if gid in doomed:
+                statuses[gid] = doomed[gid]
                 continue
-            break
-        earned = _earned_all(course, entry, template, Gradebook)
-        score = sum(earned.values())
-        got = nbformat.read(auto, as_version=4) if auto.exists() else None
-        by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in got.cells} if got else {}
-        killed_tests = {t for gid in died for t in _tests_after(template, gid)}
-        statuses = {}
-        for gid, (pts, is_test) in template.cells.items():
-            if not is_test:
+            if gid in ruled_out:
+                statuses[gid] = "flagged"
+                messages[gid] = "uses " + ", ".join(sorted(set(h.split(" ", 1)[-1] for h in ruled_out[gid])))[:200] \
+                    + ": ruled out by the task, 0 points"
                 continue
-            if gid in killed_tests:
-                statuses[gid] = "kernel died"
-            elif killed:
-                statuses[gid] = f"killed ({killed})"
-            elif gid not in by_id:
+            if sk is None:
                 statuses[gid] = "not graded"
+                continue
+            remote = Remote(sk.run, box, entry.student, entry.exercise)
+            remote.timeout = settings.timeout
+            check = template.checks.tasks[gid]
+            c0 = time.time()
+            try:
+                check.fn(remote)
+            except KernelProblem as p:
+                statuses[gid] = p.reason
+                sk.close()
+                sk, problem = _boot(nb, disabled, template, settings, box, env, lines)
+                if problem is not None:
+                    sk.close()
+                    sk = None
+            except StudentError as err:
+                statuses[gid], messages[gid] = f"error ({err.kind})", str(err)
+            except (Failed, AssertionError) as err:
+                msg = str(err) or "a hidden check failed"
+                statuses[gid], messages[gid] = "failed", msg
+            except Exception as err:  # a bug in the check: say so, never blame the student silently
+                statuses[gid] = f"grading error ({type(err).__name__})"
+                messages[gid] = "the grader failed on this task; your instructor has been told"
+                lines.append(traceback.format_exc())
             else:
-                statuses[gid] = "passed" if earned[gid] >= pts else _task_status(by_id[gid])
-        if not auto.exists() and not killed:
-            notes.append("autograde failed: " + _last_error(text))
-        if died:
-            notes.append(f"kernel died in {', '.join(died)}; the other tasks were re-run in a fresh kernel")
+                statuses[gid], earned[gid] = "passed", pts
+            lines.append(f"check {gid}: {statuses[gid]} in {time.time() - c0:.1f}s {messages.get(gid, '')}")
+    finally:
+        if sk is not None:
+            sk.close()
+    try:
+        score = sum(earned.values())
         row["score"] = score
-        row["tasks"] = "; ".join(f"{gid}={statuses[gid]} {earned[gid]:g}/{pts:g}"
-                                 for gid, (pts, is_test) in template.cells.items() if is_test)
+        row["tasks"] = "; ".join(f"{gid}={statuses.get(gid, 'not graded')} {earned[gid]:g}/{template.cells[gid][0]:g}"
+                                 for gid in tests)
         if flags:
             notes.insert(0, "flagged: " + "; ".join(list(flags)[:6]))
-        row["status"] = "; ".join(notes) if notes else "ok"
-        if settings.feedback and auto.exists():
-            _nbgrader(course, "generate_feedback", entry.exercise, f"--student={entry.student}", "--force",
-                      timeout=300)
+        row["status"] = "; ".join(dict.fromkeys(notes)) if notes else "ok"
+        _annotate(nb, template, statuses, messages, earned)
         if settings.artifacts is not None:
-            _keep(work, course, entry, settings.artifacts)
+            dest = settings.artifacts / entry.student / entry.exercise
+            dest.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, dest / f"{entry.exercise}.ipynb")
+            (dest / "grading.log").write_text("\n".join(lines) + "\n")
+            if settings.feedback:
+                (dest / f"{entry.exercise}.html").write_text(feedback_html(nb, row, template))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     row["seconds"] = round(time.time() - t0, 1)
     return row
 
 
-def _read_progress(course: Path, entry: Entry) -> str | None:
-    try:
-        return (course / f".{_PROGRESS}").read_text()[:200]
-    except OSError:
-        return None
-
-
-def _neutralise(nb, grade_id: str) -> None:
-    for c in nb.cells:
+def _index_of(nb, grade_id: str) -> int:
+    for k, c in enumerate(nb.cells):
         if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
-            c.source = "raise RuntimeError('this answer killed the kernel during grading')"
+            return k
+    return -1
 
 
-def _tests_after(template: Template, answer_id: str) -> list[str]:
-    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in template.release_nb.cells]
-    if answer_id not in ids:
-        return []
-    out = []
-    for gid in ids[ids.index(answer_id) + 1:]:
-        if gid in template.cells and template.cells[gid][1]:
-            out.append(gid)
-            break
-    return out
+def _annotate(nb, template: Template, statuses: dict, messages: dict, earned: dict) -> None:
+    """Each test cell ends with its hidden checks' result (never their code)."""
+    for c in nb.cells:
+        gid = c.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in statuses:
+            pts = template.cells[gid][0]
+            text = (f"Hidden checks: {statuses[gid]} — {earned[gid]:g} / {pts:g} points"
+                    + (f"\n{messages[gid]}" if messages.get(gid) else "") + "\n")
+            c.outputs.append(_result_output(text))
 
 
-def _earned_all(course, entry, template: Template, Gradebook) -> dict:
-    """Points per graded cell from this submission's gradebook, each clamped to [0, the
-    template's points] — a gradebook the graded code rewrote can never give more."""
-    earned = {gid: 0.0 for gid in template.cells}
-    try:
-        with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-            for gid, (pts, _) in template.cells.items():
-                try:
-                    s = float(gb.find_grade(gid, entry.exercise, entry.exercise, entry.student).score or 0.0)
-                except Exception:
-                    s = 0.0
-                earned[gid] = min(max(s, 0.0), pts) if s == s else 0.0
-    except Exception:
-        pass
-    return earned
+def feedback_html(nb, row: dict, template: Template) -> str:
+    """The student's feedback page: their notebook as it ran, each task's result, the total. Built
+    here from data (nbconvert with a fixed in-memory configuration: no config file is read)."""
+    import copy
+    import html
 
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
 
-def _keep(work: Path, course: Path, entry: Entry, dest_root: Path) -> None:
-    dest = dest_root / entry.student / entry.exercise
-    dest.mkdir(parents=True, exist_ok=True)
-    for src in [course / "autograded" / entry.student / entry.exercise / f"{entry.exercise}.ipynb",
-                course / "feedback" / entry.student / entry.exercise / f"{entry.exercise}.html"]:
-        if src.exists():
-            shutil.copy(src, dest / src.name)
-    logs = sorted(work.glob("nbgrader-*.log"))
-    if logs:
-        (dest / "nbgrader.log").write_text("\n\n".join(p.read_text() for p in logs))
-
-
-def _last_error(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if re.search(r"(Error|Exception|Kernel died|No notebooks found|No such)", line) \
-                and "see the the above traceback" not in line:
-            return line[:300]
-    return (lines[-1] if lines else "unknown")[:300]
+    page = copy.deepcopy(nb)
+    head = nbformat.v4.new_markdown_cell(
+        f"**Feedback · {html.escape(template.exercise)} · {html.escape(row['student'])}**: "
+        f"{float(row['score']):g} / {float(row['max_score']):g} points\n\n"
+        + "\n".join(f"* `{html.escape(t)}`" for t in row["tasks"].split("; ") if t))
+    page.cells.insert(0, head)
+    exporter = HTMLExporter(config=Config())
+    exporter.exclude_input_prompt = False
+    body, _ = exporter.from_notebook_node(page)
+    return body
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -742,6 +695,26 @@ def validate(root: Path, submissions: Path, out_csv: Path, timeout, jobs) -> Non
         probe.unlink()
     except OSError as err:
         raise ValueError(f"cannot write the grades next to --out {out_csv}: {err}") from err
+
+
+def _prepare(template: Template, log=print) -> None:
+    """Warm what the notebook's set-up needs (the course models, in quick mode as the sandbox runs
+    it) here, before any sandbox starts: a cold cache would train inside every submission's time."""
+    prep = template.checks.prepare
+    if prep is None:
+        return
+    old = os.environ.get("XAICOURSE_QUICK")
+    os.environ["XAICOURSE_QUICK"] = "1"
+    t0 = time.time()
+    try:
+        prep()
+    finally:
+        if old is None:
+            os.environ.pop("XAICOURSE_QUICK", None)
+        else:
+            os.environ["XAICOURSE_QUICK"] = old
+    if time.time() - t0 > 5:
+        log(f"[grade] {template.exercise}: models prepared in {time.time() - t0:.0f}s")
 
 
 def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, jobs: int = 1,
@@ -794,6 +767,7 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, jobs
         templates = {}
         for ex in sorted({e.exercise for e in gradable}):
             templates[ex] = make_template(root, ex, work)
+            _prepare(templates[ex], log)
         for e in todo:
             if e not in gradable:
                 write(dict(student=e.student, exercise=e.exercise, score=0.0,

@@ -20,7 +20,8 @@ def main(argv=None) -> int:
                    help="also execute the solutions and publish them in a marked section (never give this site to students)")
     b.add_argument("--only", default=None, help="only notebooks whose name contains this text")
     b.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
-    sub.add_parser("exercises", help="regenerate exercises/ from solutions/ with nbgrader")
+    e = sub.add_parser("exercises", help="regenerate exercises/ from solutions/ with nbgrader")
+    e.add_argument("names", nargs="*", help="only these exercises (default: all)")
     sub.add_parser("check", help="fail when exercises/ is out of sync or a notebook carries outputs")
     g = sub.add_parser("grade", help="autograde SUBMISSIONS/<student>/<exercise>/*.ipynb into a CSV")
     g.add_argument("submissions")
@@ -63,7 +64,11 @@ def main(argv=None) -> int:
     if args.cmd == "classroom":
         return _classroom(root, args)
     if args.cmd == "exercises":
-        course.generate_exercises(root)
+        try:
+            course.generate_exercises(root, only=args.names or None)
+        except (ValueError, RuntimeError) as err:
+            print(f"xaicourse: {err}", file=sys.stderr)
+            return 2
         return 0
     if args.cmd == "check":
         problems = course.check(root)

@@ -145,6 +145,9 @@ def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproc
     return subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+TRUSTED_FILES = ("checks.py",)   # instructor-only files next to a solution: never released, never in a sandbox
+
+
 def _course_dir(root: Path, names: list[str], dest: Path | None = None) -> Path:
     """A (temporary, unless ``dest``) nbgrader course folder whose source/ holds the solutions."""
     course = Path(tempfile.mkdtemp(prefix="xaicourse-nbgrader-")) if dest is None else Path(dest)
@@ -153,26 +156,34 @@ def _course_dir(root: Path, names: list[str], dest: Path | None = None) -> Path:
         "c = get_config()\n"
         "c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\\nraise NotImplementedError()'}\n")
     for name in names:
+        # checks.py (the hidden checks) never enters a course folder: nbgrader would release it
         shutil.copytree(Path(root) / "solutions" / name, course / "source" / name,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", *TRUSTED_FILES))
     return course
 
 
-def generate_exercises(root: Path, dest: Path | None = None, log=print) -> Path:
-    """Regenerate ``exercises/`` (or ``dest``) from ``solutions/`` with nbgrader."""
+def generate_exercises(root: Path, dest: Path | None = None, log=print, only: list[str] | None = None) -> Path:
+    """Regenerate ``exercises/`` (or ``dest``) from ``solutions/`` with nbgrader (``only``: just
+    those exercises, the others left as they are)."""
     root = Path(root)
     dest = Path(dest or root / "exercises")
     names = exercise_names(root)
+    if only:
+        unknown = [n for n in only if n not in names]
+        if unknown:
+            raise ValueError(f"unknown exercise(s) {unknown}; known: {', '.join(names)}")
+        names = list(only)
     course = _course_dir(root, names)
     try:
         for name in names:
             r = _nbgrader(course, "generate_assignment", name, "--force")
             if r.returncode != 0:
                 raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{r.stdout}\n{r.stderr}")
-        if dest.exists():
+        if dest.exists() and not only:
             shutil.rmtree(dest)
-        dest.mkdir(parents=True)
+        dest.mkdir(parents=True, exist_ok=True)
         for name in names:
+            shutil.rmtree(dest / name, ignore_errors=True)
             shutil.copytree(course / "release" / name, dest / name)
             log(f"[exercises] {name} → {dest / name}")
     finally:
