@@ -15,6 +15,7 @@ notebook's namespace and its arguments, each encoded as:
                                       a freshly built ``nn.Module`` with the grader's parameters
 ``{"global": "name"}``                an object of the notebook's namespace (e.g. the student's own function)
 ``{"callable": "pkg.mod:function", "kwargs": {...}}``   a library function (kwargs bound)
+``{"instance": "pkg.mod:Class", "kwargs": {...}}``      an object built in the kernel (e.g. a loss)
 ``{"list": [...]}`` / ``{"tuple": [...]}`` / ``{"dict": {...}}``   containers of the above
 
 The reply (JSON) is the result encoded the same way (arrays in ``.npy`` files), or the exception
@@ -64,6 +65,8 @@ def _decode(node, folder, ns):
         return module.eval()
     if "global" in node:
         return ns[node["global"]]
+    if "instance" in node:
+        return _resolve(node["instance"])(**node.get("kwargs", {}))
     if "callable" in node:
         fn = _resolve(node["callable"])
         return functools.partial(fn, **node["kwargs"]) if node.get("kwargs") else fn

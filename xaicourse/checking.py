@@ -154,6 +154,10 @@ def close(got, want, atol: float = 1e-5, rtol: float = 0.0, what: str = "the ans
 
 
 # ----------------------------------------------------------------------------- the proxy
+class Spec(dict):
+    """An argument the kernel builds itself (a model, a library callable, a notebook global)."""
+
+
 class Remote:
     """One student's sandboxed kernel, as the hidden checks see it.
 
@@ -196,7 +200,7 @@ class Remote:
         name = self._file("npz")
         np.savez(self.folder / name, **state)
         double = any(v.dtype == torch.float64 for v in module.state_dict().values())
-        return {"module": factory, "kwargs": kwargs, "state": name, "double": double}
+        return Spec({"module": factory, "kwargs": kwargs, "state": name, "double": double})
 
     def sequential(self, *layers) -> dict:
         """A ``nn.Sequential`` of ``nn.Linear``/activations, rebuilt in the kernel from its spec."""
@@ -212,10 +216,16 @@ class Remote:
         return self.module(seq, factory="xaicourse.checking:build_sequential", spec=spec)
 
     def global_(self, name: str) -> dict:
-        return {"global": name}
+        """An object of the notebook's namespace, e.g. the student's own function from another task."""
+        return Spec({"global": name})
 
     def library(self, spec: str, **kwargs) -> dict:
-        return {"callable": spec, "kwargs": kwargs}
+        """A function ``"pkg.module:name"`` (with ``kwargs`` bound), e.g. an attribution method."""
+        return Spec({"callable": spec, "kwargs": kwargs})
+
+    def instance(self, spec: str, **kwargs) -> dict:
+        """An object ``pkg.module:Class(**kwargs)`` built in the kernel, e.g. ``torch.nn:CrossEntropyLoss``."""
+        return Spec({"instance": spec, "kwargs": kwargs})
 
     def _file(self, ext: str) -> str:
         self._n += 1
@@ -224,8 +234,10 @@ class Remote:
     def _encode(self, value):
         import torch
 
-        if isinstance(value, dict) and len(value) >= 1 and set(value) & {"module", "global", "callable"}:
-            return value
+        if isinstance(value, Spec):
+            return dict(value)
+        if isinstance(value, dict):
+            return {"dict": {str(k): self._encode(v) for k, v in value.items()}}
         if isinstance(value, torch.Tensor):
             name = self._file("npy")
             np.save(self.folder / name, value.detach().cpu().numpy(), allow_pickle=False)
@@ -236,7 +248,7 @@ class Remote:
             return {"array": name, "torch": False}
         if isinstance(value, tuple):
             return {"tuple": [self._encode(v) for v in value]}
-        if isinstance(value, list) and any(isinstance(v, (torch.Tensor, np.ndarray, dict)) for v in value):
+        if isinstance(value, list):
             return {"list": [self._encode(v) for v in value]}
         if isinstance(value, (np.integer, np.floating)):
             return {"v": value.item()}
