@@ -456,7 +456,8 @@ def _boot(nb, disabled: dict, template: Template, settings: Settings, box: Path,
             c.source = f"raise RuntimeError('this cell did not finish during grading ({disabled[k]})')"
         if c.cell_type == "code":
             c.outputs, c.execution_count = [], None
-    sk = SandboxKernel(box, settings.sandbox, env, settings.timeout, settings.memory_mb, cache=cache_dir())
+    sk = SandboxKernel(box, settings.sandbox, env, settings.timeout, settings.memory_mb, cache=cache_dir(),
+                       disk_mb=settings.disk_mb)
     try:
         sk.start(nb)
     except Exception as err:
@@ -662,7 +663,7 @@ def feedback_html(nb, row: dict, template: Template) -> str:
         + "\n".join(f"* `{html.escape(t)}`" for t in row["tasks"].split("; ") if t))
     page.cells.insert(0, head)
     exporter = HTMLExporter(config=Config())
-    exporter.exclude_input_prompt = False
+    exporter.sanitize_html = True   # the student's outputs may carry scripts; the instructor opens this page too
     body, _ = exporter.from_notebook_node(page)
     return body
 

@@ -261,8 +261,10 @@ class Remote:
         Raises :class:`StudentError` when the function raised, :class:`Failed` when the result is
         not plain data, ``sandbox.KernelProblem`` on a timeout or a dead kernel. With ``meta=True``
         returns ``(value, info)`` where ``info`` lists each tensor leaf's dtype / requires_grad."""
+        import secrets
+
         self._n += 1
-        rid = f"{os.getpid()}-{self._n}"
+        rid = secrets.token_hex(8)   # unguessable and never reused: a stale or planted reply cannot match
         req = {"id": rid, "fn": fn, "args": [self._encode(a) for a in args],
                "kwargs": {k: self._encode(v) for k, v in kwargs.items()}}
         path = self.folder / f"request-{rid}.json"
@@ -297,16 +299,28 @@ class Remote:
         raise Failed(f"{fn}(...) returned instead of raising {error.__name__} for {kwargs or args}")
 
 
+def read_plain_file(path: Path, limit: int) -> bytes:
+    """The bytes of a file the sandbox wrote — only a regular file, never through a symlink (the
+    sandbox could point one at a host file or a FIFO), at most ``limit`` bytes."""
+    import stat
+
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise Failed("the reply is not a regular file")
+    if st.st_size > limit:
+        raise Failed("the answer is too large to grade")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise Failed("the answer is too large to grade")
+    return data
+
+
 def _read_json(path: Path):
     try:
-        size = path.stat().st_size
-    except OSError:
-        return None
-    if size > MAX_JSON_BYTES:
-        raise Failed("the answer is too large to grade")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        return json.loads(read_plain_file(path, MAX_JSON_BYTES).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
         return None
 
 
@@ -332,9 +346,8 @@ def _decode_reply(node, folder: Path, fn: str, info: list, depth: int = 0):
             raise Failed(f"{fn}: bad reply")
         p = folder / name
         try:
-            if p.stat().st_size > MAX_REPLY_BYTES:
-                raise Failed(f"{fn}: the returned array is too large")
-            arr = np.load(p, allow_pickle=False)
+            import io
+            arr = np.load(io.BytesIO(read_plain_file(p, MAX_REPLY_BYTES)), allow_pickle=False)
         except Failed:
             raise
         except Exception as err:

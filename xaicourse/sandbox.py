@@ -52,7 +52,8 @@ def resolve_sandbox(sandbox: str) -> str:
     return sandbox
 
 
-def sandbox_command(kind: str, argv: list[str], course: Path, cache: Path | None = None) -> list[str]:
+def sandbox_command(kind: str, argv: list[str], course: Path, cache: Path | None = None,
+                    env: dict | None = None) -> list[str]:
     """``argv`` wrapped in the chosen sandbox; ``course`` is the only writable folder."""
     course = course.resolve()
     if kind == "none":
@@ -60,8 +61,9 @@ def sandbox_command(kind: str, argv: list[str], course: Path, cache: Path | None
     if kind == "bwrap":
         return _bwrap(argv, course, cache)
     # docker / podman: the image must hold this Python environment (see the README)
+    envs = [a for k, v in (env or {}).items() if k != "JPY_PARENT_PID" for a in ("-e", f"{k}={v}")]
     return [kind, "run", "--rm", "--network", "none", "--pids-limit", "512", "--memory", "6g",
-            "-v", f"{course}:{course}", "-w", str(course), DOCKER_IMAGE] + argv
+            "-v", f"{course}:{course}", "-w", str(course), *envs, DOCKER_IMAGE] + argv
 
 
 def _bwrap(argv: list[str], course: Path, cache: Path | None) -> list[str]:
@@ -191,19 +193,20 @@ class KernelProblem(Exception):
 
 def _kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
-    from traitlets import List, Unicode
+    from traitlets import Dict, Unicode
 
     class SandboxKernelManager(AsyncKernelManager):
         """An IPython kernel started inside the sandbox (its command wrapped by :func:`sandbox_command`)."""
         sandbox_kind = Unicode("none")
         sandbox_folder = Unicode("")
         sandbox_cache = Unicode("")
-        extra_env_keys = List()
+        sandbox_env = Dict()
 
         def format_kernel_cmd(self, extra_arguments=None):
             argv = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file]
             return sandbox_command(self.sandbox_kind, argv, Path(self.sandbox_folder),
-                                   cache=Path(self.sandbox_cache) if self.sandbox_cache else None)
+                                   cache=Path(self.sandbox_cache) if self.sandbox_cache else None,
+                                   env=self.sandbox_env)
 
     return SandboxKernelManager
 
@@ -217,8 +220,9 @@ class SandboxKernel:
     """
 
     def __init__(self, folder: Path, kind: str, env: dict, timeout: float, memory_mb: int = 6144,
-                 cache: Path | None = None, startup_timeout: float = 120):
+                 cache: Path | None = None, startup_timeout: float = 120, disk_mb: int = 512):
         self.folder, self.kind, self.env, self.timeout = Path(folder), kind, env, timeout
+        self.disk_mb = disk_mb
         self.memory_mb, self.cache, self.startup_timeout = memory_mb, cache, startup_timeout
         self.client = None
         self.killed = ""
@@ -234,6 +238,7 @@ class SandboxKernel:
                                      connection_file=str(self.folder / "kernel.json"))
         km.sandbox_kind, km.sandbox_folder = self.kind, str(self.folder)
         km.sandbox_cache = str(self.cache) if self.cache else ""
+        km.sandbox_env = dict(self.env)
         self.km = km
         self.client = NotebookClient(nb, km=km, timeout=self.timeout, allow_errors=True,
                                      startup_timeout=self.startup_timeout, kernel_name="python3",
@@ -257,13 +262,18 @@ class SandboxKernel:
 
         class _P:
             pid = None
+        ticks = 0
         while not self._stop.wait(0.5):
             pid = self._pid()
             if pid is None:
                 continue
             _P.pid = pid
+            ticks += 1
             if _tree_rss(_P) > self.memory_mb * 2 ** 20:
                 self.killed = f"memory over {self.memory_mb} MB"
+            elif ticks % 6 == 0 and _dir_size(self.folder) > self.disk_mb * 2 ** 20:
+                self.killed = f"disk use over {self.disk_mb} MB"
+            if self.killed:
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except OSError:
