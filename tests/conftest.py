@@ -35,8 +35,19 @@ GRADING_TIMEOUT = 60  # seconds per cell: the hanging student costs this once; a
 
 
 @pytest.fixture(scope="session")
-def course_grades(request, tmp_path_factory):
+def course_grades(_course_grading):
     """{(student, exercise): CSV row} for every submission of the collected grading modules."""
+    return _course_grading[0]
+
+
+@pytest.fixture(scope="session")
+def course_grades_csv(_course_grading):
+    """The CSV of that run (its autograded notebooks, feedback and logs are in ``<stem>_files/``)."""
+    return _course_grading[1]
+
+
+@pytest.fixture(scope="session")
+def _course_grading(request, tmp_path_factory):
     import csv
 
     import nbformat
@@ -67,7 +78,7 @@ def course_grades(request, tmp_path_factory):
     with open(out) as fh:
         rows = {(r["student"], r["exercise"]): r for r in csv.DictReader(fh)}
     assert set(rows) == set(submissions), "every submission gets exactly one row"
-    return rows
+    return rows, out
 
 
 @pytest.fixture(scope="session")
