@@ -675,9 +675,30 @@ def _annotate(nb, template: Template, statuses: dict, messages: dict, earned: di
             c.outputs.append(_result_output(text))
 
 
+_SAFE_MIME = ("text/plain", "image/png", "image/jpeg")
+_DISPLAY_MATH = re.compile(r"\$\$(.+?)\$\$", re.S)
+_INLINE_MATH = re.compile(r"(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\$)")
+
+
+def _mathml(markdown: str) -> str:
+    """``$…$`` and ``$$…$$`` as MathML, which browsers render without a script or a network."""
+    from latex2mathml.converter import convert
+
+    def sub(display):
+        def f(m):
+            try:
+                return convert(m.group(1).strip(), display="block" if display else "inline")
+            except Exception:  # a formula latex2mathml cannot parse stays as source
+                return m.group(0)
+        return f
+    return _INLINE_MATH.sub(sub(False), _DISPLAY_MATH.sub(sub(True), markdown))
+
+
 def feedback_html(nb, row: dict, template: Template) -> str:
     """The student's feedback page: their notebook as it ran, each task's result, the total. Built
-    here from data (nbconvert with a fixed in-memory configuration: no config file is read)."""
+    here from data with a fixed in-memory nbconvert configuration (no config file is read). It
+    needs no script and no network: rich outputs are reduced to text and images (the student's
+    HTML could carry scripts, and the instructor opens the page too), maths is MathML."""
     import copy
     import html
 
@@ -685,15 +706,22 @@ def feedback_html(nb, row: dict, template: Template) -> str:
     from traitlets.config import Config
 
     page = copy.deepcopy(nb)
+    for c in page.cells:
+        if c.cell_type == "markdown":
+            c.source = _mathml(c.source)
+        for o in c.get("outputs", []):
+            data = o.get("data")
+            if data is not None:
+                kept = {k: v for k, v in data.items() if k in _SAFE_MIME}
+                o["data"] = kept or {"text/plain": "(a rich output, not shown in feedback)"}
     head = nbformat.v4.new_markdown_cell(
         f"**Feedback · {html.escape(template.exercise)} · {html.escape(row['student'])}**: "
         f"{float(row['score']):g} / {float(row['max_score']):g} points\n\n"
         + "\n".join(f"* `{html.escape(t)}`" for t in row["tasks"].split("; ") if t))
     page.cells.insert(0, head)
     exporter = HTMLExporter(config=Config())
-    exporter.sanitize_html = True   # the student's outputs may carry scripts; the instructor opens this page too
     body, _ = exporter.from_notebook_node(page)
-    return body
+    return re.sub(r"<script\b.*?</script>", "", body, flags=re.S | re.I)
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -751,8 +779,10 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, jobs
           memory_mb: int = 6144, feedback: bool = True, log=print) -> list[dict]:
     """Grade every entry of ``submissions`` into ``out_csv`` (see the module docstring).
 
-    Returns the rows written by this call. The autograded notebooks, nbgrader logs and feedback
-    pages are kept in ``<out_csv stem>_files/<student>/<exercise>/``.
+    Returns the rows written by this call. Rows are appended to ``<out_csv>.partial`` as they are
+    graded, which replaces ``out_csv`` when the batch is complete (``resume=True`` continues a
+    partial file, or the finished CSV). The graded notebooks, logs and feedback pages are kept in
+    ``<out_csv stem>_files/<student>/<exercise>/``.
     """
     root, submissions, out_csv = Path(root), Path(submissions), Path(out_csv)
     validate(root, submissions, out_csv, timeout, jobs)
@@ -765,16 +795,21 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, jobs
     if roster is not None:
         names = [line.strip() for line in Path(roster).read_text().splitlines() if line.strip()]
     entries = discover(submissions, known, names)
-    done = _read_done(out_csv) if resume else set()
-    if not resume and out_csv.exists():
-        out_csv.unlink()
+    # rows go to <out>.partial; <out> is replaced only when the whole batch is graded, so an
+    # interrupted regrade never leaves the class with half a grade sheet (--resume continues it)
+    partial = partial_path(out_csv)
+    if resume and not partial.exists() and out_csv.exists():
+        shutil.copy(out_csv, partial)
+    elif not resume and partial.exists():
+        partial.unlink()
+    done = _read_done(partial) if resume else set()
     todo = [e for e in entries if (e.student, e.exercise) not in done]
     artifacts = out_csv.parent / f"{out_csv.stem}_files"
     settings = Settings(root=root, timeout=int(timeout), sandbox=kind, memory_mb=memory_mb,
                         hide=(submissions, out_csv.parent), artifacts=artifacts, feedback=feedback)
     lock = threading.Lock()
-    new_file = not out_csv.exists()
-    fh = open(out_csv, "a", newline="")
+    new_file = not partial.exists()
+    fh = open(partial, "a", newline="")
     writer = csv.DictWriter(fh, fieldnames=FIELDS)
     if new_file:
         writer.writeheader()
@@ -820,7 +855,15 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, jobs
             _kill_running()
             raise
         pool.shutdown()
+        fh.close()
+        os.replace(partial, out_csv)
     finally:
         fh.close()
         shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def partial_path(out_csv: Path) -> Path:
+    """Where the rows of a batch in progress are written (``grades.csv`` → ``grades.csv.partial``)."""
+    out_csv = Path(out_csv)
+    return out_csv.with_name(out_csv.name + ".partial")

@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     g.add_argument("--jobs", "-j", type=int, default=1, help="submissions graded at once, each isolated")
     g.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "docker", "podman", "none"],
                    help="isolation of each submission (auto: bubblewrap where it works, else none with a warning)")
-    g.add_argument("--resume", action="store_true", help="skip students already in --out")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (OUT.partial) or add to OUT: skip students already graded")
     g.add_argument("--roster", default=None, help="file with one student id per line: absent ones get a 'missing' row")
     g.add_argument("--memory", type=int, default=6144, help="MB of RAM one submission may use (default 6144)")
     g.add_argument("--no-feedback", action="store_true", help="skip the per-student feedback pages")
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
             print(f"xaicourse: {err}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            print(f"[grade] interrupted: the rows graded so far are in {args.out}; continue with\n"
+            print(f"[grade] interrupted: the rows graded so far are in {args.out}.partial ({args.out} is "
+                  f"unchanged); continue with\n"
                   f"  xaicourse grade {args.submissions} --out {args.out} --resume", file=sys.stderr)
             return 130
         print(f"[grade] {len(rows)} row(s) written to {args.out}")
