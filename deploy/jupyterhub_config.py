@@ -1,18 +1,17 @@
 # JupyterHub on ONE machine (a lab server, up to ~30 students at once on 16 cores / 64 GB):
-# system users, one single-user JupyterLab per student, limits by systemd.
+# system users, one single-user JupyterLab per student, limits by systemd. The README's
+# "Deployment for a real class" gives the set-up commands (tested by tests/test_hub.py).
 #
-#   apt-get install -y python3.11-venv nodejs npm bubblewrap && npm install -g configurable-http-proxy
-#   python3.11 -m venv /opt/xaicourse && /opt/xaicourse/bin/pip install jupyterhub jupyterhub-systemdspawner \
-#       -e /opt/xaicourse-src        # this repository (its dependencies: jupyterlab, nbgrader, torch, ...)
-#   cp deploy/nbgrader_config.py /etc/jupyter/nbgrader_config.py
-#   mkdir -p /srv/nbgrader/exchange && chmod 777 /srv/nbgrader/exchange
-#   /opt/xaicourse/bin/jupyterhub -f deploy/jupyterhub_config.py
+# The hub's Python environment is shared by every user, so the course package is installed from
+# a wheel (`pip install /path/to/clone`, NOT `-e`): the environment then holds the package only —
+# never solutions/ or the hidden checks, which stay in the instructor's private clone.
 c = get_config()
 
 c.JupyterHub.bind_url = "http://:8000"          # put it behind TLS (nginx/caddy) for a class
 c.Authenticator.allowed_users = {f"student{i:02d}" for i in range(1, 31)} | {"instructor"}
 c.Authenticator.admin_users = {"instructor"}
-c.LocalAuthenticator.create_system_users = True  # or an OAuth/LDAP authenticator of your institution
+c.LocalAuthenticator.create_system_users = False  # PAM: the users exist (useradd) and have passwords (chpasswd)
+# or an OAuth/LDAP authenticator of your institution
 
 # every student in their own systemd unit: memory, CPU and task limits the kernel enforces
 c.JupyterHub.spawner_class = "systemdspawner.SystemdSpawner"
@@ -24,9 +23,14 @@ c.SystemdSpawner.disable_user_sudo = True
 c.Spawner.default_url = "/lab"
 c.Spawner.environment = {
     "XAICOURSE_QUICK": "0",
+    # the hub's environment (the `xaicourse` and `nbgrader` commands in every terminal)
+    "PATH": "/opt/xaicourse/bin:/usr/local/bin:/usr/bin:/bin",
 }
 
-# nbgrader's Assignments tab (fetch / submit / feedback) for everybody, formgrader for the instructor
+# nbgrader's Assignments tab (fetch / submit / feedback) for everybody; formgrader and the
+# "Create Assignment" panel are switched off for the whole environment and on again for the
+# instructor alone (README: `jupyter labextension disable --level=sys_prefix …` then, as the
+# instructor, `--level=user` enable)
 c.JupyterHub.load_groups = {"formgrade-xaicourse": {"users": ["instructor"]},
                             "nbgrader-xaicourse": {"users": sorted(c.Authenticator.allowed_users)}}
 

@@ -66,11 +66,14 @@ def _alembic_on_path() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
-def _api(course: Path, exchange: Path, course_id: str):
+def _api(course: Path, exchange: Path, course_id: str, force: bool = False):
     from nbgrader.apps import NbGraderAPI
 
     _alembic_on_path()
-    return NbGraderAPI(config=_config(course, exchange, course_id))
+    c = _config(course, exchange, course_id)
+    if force:
+        c.ExchangeReleaseAssignment.force = True
+    return NbGraderAPI(config=c)
 
 
 def _ok(result: dict, what: str) -> dict:
@@ -95,36 +98,125 @@ def _student_exchange(kind: str, exchange: Path, exercise: str, student: str, ho
 
 
 def config_text(exchange: Path, course_id: str) -> str:
-    """The course directory's ``nbgrader_config.py`` (for nbgrader's own command line and formgrader)."""
-    from .autograding import NBGRADER_CONFIG
+    """The course directory's ``nbgrader_config.py`` (nbgrader's command line and formgrader).
 
-    return NBGRADER_CONFIG + (f"c.CourseDirectory.course_id = {course_id!r}\n"
-                              f"c.Exchange.root = {str(Path(exchange).resolve())!r}\n")
+    nbgrader's own *autograde* and *generate feedback* (formgrader's buttons) are switched off
+    for this course: they would run submissions without the sandbox and the hidden checks. They
+    fail with a message that names the command to use; the scores formgrader shows are the ones
+    ``xaicourse classroom grade`` writes into the gradebook."""
+    return ('c = get_config()\n'
+            'c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\\nraise NotImplementedError()"}\n'
+            f"c.CourseDirectory.course_id = {course_id!r}\n"
+            f"c.Exchange.root = {str(Path(exchange).resolve())!r}\n"
+            "c.CourseDirectory.ignore = ['.ipynb_checkpoints', '*.pyc', '__pycache__', 'feedback', 'checks.py']\n"
+            "from xaicourse.classroom import UseXaicourseGrade\n"
+            "c.Autograde.autograde_preprocessors = [UseXaicourseGrade]\n"
+            "c.GenerateFeedback.preprocessors = [UseXaicourseGrade]\n")
+
+
+try:  # nbgrader loads this class by name from the course's configuration
+    from nbgrader.preprocessors import NbGraderPreprocessor as _Pre
+except Exception:  # pragma: no cover - nbgrader is a dependency
+    _Pre = object
+
+
+class UseXaicourseGrade(_Pre):
+    """Stands in for nbgrader's autograde and feedback steps in a course graded by xaicourse."""
+
+    def preprocess(self, nb, resources):
+        raise RuntimeError("this course is graded by `xaicourse classroom grade` (sandboxed, with the "
+                           "hidden checks outside the student's kernel), and its feedback is written by "
+                           "that command; release it with `xaicourse classroom feedback EXERCISE`. "
+                           "nbgrader's own autograde and feedback are switched off here.")
+
+
+def course_settings(course=None, exchange=None, course_id=None):
+    """``(course folder, exchange, course id)``: the arguments, else what the nbgrader configuration
+    says (system-wide, then ``~/.jupyter``, then the current folder — nbgrader's own order), else
+    the defaults (exchange ``/srv/nbgrader/exchange``, course id ``xaicourse``)."""
+    from jupyter_core.paths import jupyter_config_path
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    merged = Config()
+    for d in [*reversed(jupyter_config_path()), os.getcwd()]:
+        if (Path(d) / "nbgrader_config.py").is_file():
+            try:
+                merged.merge(PyFileConfigLoader("nbgrader_config.py", path=str(d)).load_config())
+            except Exception as err:
+                raise ValueError(f"cannot read {Path(d) / 'nbgrader_config.py'}: {err}") from err
+    cd, ex = merged.get("CourseDirectory", {}), merged.get("Exchange", {})
+    if course is None:
+        root = cd.get("root") if isinstance(cd, Config) or isinstance(cd, dict) else None
+        if not root:
+            raise ValueError("no course folder: give --course DIR, or set c.CourseDirectory.root in "
+                             "~/.jupyter/nbgrader_config.py (see deploy/nbgrader_config_instructor.py)")
+        course = root
+    exchange = exchange or (ex.get("root") if hasattr(ex, "get") else None) or "/srv/nbgrader/exchange"
+    course_id = course_id or (cd.get("course_id") if hasattr(cd, "get") else None) or DEFAULT_COURSE_ID
+    return Path(os.path.expanduser(str(course))).resolve(), Path(os.path.expanduser(str(exchange))), course_id
+
+
+def make_private(path: Path, log=print) -> None:
+    """Take group/other permissions off ``path`` (the course folder, the solutions): students are
+    Linux users on the same machine."""
+    path = Path(path)
+    if not path.exists():
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        os.chmod(path, mode & 0o700)
+        log(f"[classroom] {path} was readable by other users (mode {mode:o}): made private (mode {mode & 0o700:o})")
+
+
+def repository_of(course: Path) -> Path | None:
+    """The course repository (with ``solutions/``) this course folder was released from."""
+    import json
+
+    f = Path(course) / ".xaicourse.json"
+    try:
+        return Path(json.loads(f.read_text())["root"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 # ----------------------------------------------------------------------------- instructor
-def setup(root: Path, course: Path, exchange: Path, course_id: str = DEFAULT_COURSE_ID) -> Path:
-    """An nbgrader course directory whose ``source/`` holds every exercise of ``root/solutions``."""
+def setup(root: Path, course: Path, exchange: Path, course_id: str = DEFAULT_COURSE_ID,
+          names: list[str] | None = None, log=print) -> Path:
+    """An nbgrader course directory, private to the instructor, whose ``source/`` holds the
+    exercises being released (``names``, default all; ones released before stay). The hidden
+    checks (``checks.py``) are not copied: grading reads them from the repository."""
+    import json
+
     course, exchange = Path(course), Path(exchange)
-    names = exercise_names(root)
-    if (course / "source").exists():
-        shutil.rmtree(course / "source")
+    names = names or exercise_names(root)
+    course.mkdir(parents=True, exist_ok=True)
+    make_private(course, log)
+    make_private(Path(root) / "solutions", log)
+    for name in names:
+        shutil.rmtree(course / "source" / name, ignore_errors=True)
     _course_dir(root, names, dest=course)
     (course / "nbgrader_config.py").write_text(config_text(exchange, course_id))
+    (course / ".xaicourse.json").write_text(json.dumps({"root": str(Path(root).resolve()),
+                                                        "exchange": str(exchange), "course_id": course_id}))
     exchange.mkdir(parents=True, exist_ok=True)
     return course
 
 
 def release(root: Path, course: Path, exchange: Path, course_id: str = DEFAULT_COURSE_ID,
-            exercises: list[str] | None = None, log=print) -> list[str]:
-    """Generate and release ``exercises`` (default: all) to the exchange."""
+            exercises: list[str] | None = None, force: bool = False, log=print) -> list[str]:
+    """Generate and release ``exercises`` (default: all) to the exchange (``force``: again)."""
     names = exercises or exercise_names(root)
-    setup(root, course, exchange, course_id)
+    setup(root, course, exchange, course_id, names, log=log)
     for name in names:
-        api = _api(course, exchange, course_id)
+        api = _api(course, exchange, course_id, force=force)
         _ok(api.generate_assignment(name, force=True, create=True), f"generate_assignment {name}")
-        _ok(api.release_assignment(name), f"release_assignment {name}")
-        log(f"[classroom] released {name}")
+        result = api.release_assignment(name)
+        if not result.get("success") and "already exists" in (result.get("log", "") + str(result.get("error", ""))):
+            raise RuntimeError(f"{name} is already released to {exchange}: add --force to release it again "
+                               "(students who fetched it keep their copy)")
+        _ok(result, f"release_assignment {name}")
+        log(f"[classroom] released {name} → {exchange / course_id / 'outbound' / name}")
     return names
 
 
@@ -137,16 +229,21 @@ def collect(course: Path, exchange: Path, exercise: str, course_id: str = DEFAUL
 
 
 def autograde(root: Path, course: Path, *, jobs: int = 2, timeout: int = 60, sandbox: str = "auto",
-              log=print) -> list[dict]:
+              resume: bool = False, log=print) -> list[dict]:
     """Grade ``course/submitted`` with ``xaicourse.autograding.grade`` (isolated, sandboxed,
-    parallel) into ``course/grades.csv``; file the autograded notebooks and feedback pages under
-    ``autograded/`` and ``feedback/`` (with the submission's timestamp and secret, so that
-    ``nbgrader release_feedback`` can deliver them)."""
-    from .autograding import grade
+    parallel) into ``course/grades.csv`` (replaced only when every submission is graded; ``resume``
+    continues an interrupted run); file the graded notebooks and feedback pages under
+    ``autograded/`` and ``feedback/`` (with the submission's timestamp, so that ``nbgrader
+    release_feedback`` can deliver them) and write the scores into the course's gradebook, where
+    formgrader shows them. Running it again regrades everything the same way."""
+    from .autograding import grade, partial_path
 
     course = Path(course)
+    make_private(course, log)
     out = course / "grades.csv"
-    rows = grade(root, course / "submitted", out, timeout=timeout, jobs=jobs, sandbox=sandbox, log=log)
+    grade(root, course / "submitted", out, timeout=timeout, jobs=jobs, sandbox=sandbox, resume=resume, log=log)
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     files = course / "grades_files"
     for r in rows:
         st, ex = r["student"], r["exercise"]
@@ -156,16 +253,71 @@ def autograde(root: Path, course: Path, *, jobs: int = 2, timeout: int = 60, san
         for kind, suffix in (("autograded", ".ipynb"), ("feedback", ".html")):
             dest = course / kind / st / ex
             dest.mkdir(parents=True, exist_ok=True)
-            for f in src.glob(f"*{suffix}"):
-                shutil.copy(f, dest / f.name)
-            for meta in ("timestamp.txt", "submission_secret.txt"):
-                if (sub / meta).exists():
-                    shutil.copy(sub / meta, dest / meta)
+            for f in list(src.glob(f"*{suffix}")) + [sub / m for m in ("timestamp.txt", "submission_secret.txt")]:
+                if f.exists():
+                    target = dest / f.name
+                    if target.exists() or target.is_symlink():
+                        target.unlink()   # nbgrader leaves its files read-only: replace, never write over
+                    shutil.copy(f, target)
+    record_scores(course, rows, log=log)
+    assert not partial_path(out).exists()
     return rows
 
 
-def release_feedback(course: Path, exchange: Path, exercise: str, course_id: str = DEFAULT_COURSE_ID) -> None:
+def _task_scores(tasks: str) -> dict:
+    """``"a=passed 4/4; b=failed 0/2"`` → ``{"a": 4.0, "b": 0.0}``."""
+    out = {}
+    for part in filter(None, (p.strip() for p in tasks.split(";"))):
+        gid, _, rest = part.partition("=")
+        try:
+            out[gid] = float(rest.rsplit(" ", 1)[1].split("/")[0])
+        except (IndexError, ValueError):
+            continue
+    return out
+
+
+def record_scores(course: Path, rows: list[dict], log=print) -> int:
+    """Write each graded submission's task scores into the course's nbgrader gradebook (as automatic
+    scores, manual ones cleared), so formgrader shows the grades of ``xaicourse classroom grade``."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    _alembic_on_path()
+    course = Path(course)
+    done = 0
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for r in rows:
+            st, ex = r["student"], r["exercise"]
+            if not ex:
+                continue
+            try:
+                gb.find_assignment(ex)
+            except MissingEntry:
+                continue
+            ts = course / "submitted" / st / ex / "timestamp.txt"
+            kwargs = {"timestamp": ts.read_text().strip()} if ts.exists() else {}
+            gb.update_or_create_student(st)
+            gb.update_or_create_submission(ex, st, **kwargs)
+            for gid, score in _task_scores(r["tasks"]).items():
+                try:
+                    g = gb.find_grade(gid, ex, ex, st)
+                except MissingEntry:
+                    continue
+                g.auto_score, g.manual_score, g.needs_manual_grade = score, None, False
+            gb.db.commit()
+            done += 1
+    return done
+
+
+def release_feedback(course: Path, exchange: Path, exercise: str, course_id: str = DEFAULT_COURSE_ID,
+                     log=print) -> int:
+    """``nbgrader release_feedback``: the feedback pages of ``exercise`` to the exchange. Returns how many."""
+    pages = sorted((Path(course) / "feedback").glob(f"*/{exercise}/*.html"))
+    if not pages:
+        raise ValueError(f"no feedback for {exercise} in {Path(course) / 'feedback'}: run `xaicourse classroom grade` first")
     _ok(_api(course, exchange, course_id).release_feedback(exercise), f"release_feedback {exercise}")
+    log(f"[classroom] feedback of {exercise} released for {len(pages)} student(s): they fetch it in the "
+        "Assignments tab (or `nbgrader fetch_feedback {exercise}`)")
+    return len(pages)
 
 
 def export(course: Path) -> Path:
@@ -268,7 +420,7 @@ ONLY_FIRST = {"carol"}
 
 def simulate(root: Path, workdir: Path, exercises: tuple[str, ...] = ("00_introduction", "02_tsne"),
              students: dict | None = None, jobs: int = 2, timeout: int = 20, course_id: str = DEFAULT_COURSE_ID,
-             log=print) -> dict:
+             regrade: bool = False, log=print) -> dict:
     """The whole round trip in ``workdir`` (course directory, exchange, one home per student).
 
     Every exercise is released; each simulated student fetches and submits ``exercises``; the
@@ -302,14 +454,18 @@ def simulate(root: Path, workdir: Path, exercises: tuple[str, ...] = ("00_introd
     rows = autograde(root, course, jobs=jobs, timeout=timeout, log=log)
     times["autograde"] = time.time() - t
     t = time.time()
+    regraded = autograde(root, course, jobs=jobs, timeout=timeout, log=log) if regrade else None
+    times["regrade"] = time.time() - t
+    t = time.time()
     feedback = {}
     for ex in exercises:
-        release_feedback(course, exchange, ex, course_id)
+        release_feedback(course, exchange, ex, course_id, log=log)
         for st in students:
             if ex in submitted.get(st, []):
                 feedback[(st, ex)] = fetch_feedback(exchange, ex, st, homes / st, course_id)
     times["feedback"] = time.time() - t
     by_student = export(course)
     log("[classroom] times: " + ", ".join(f"{k} {v:.1f}s" for k, v in times.items()))
-    return dict(course=course, exchange=exchange, homes=homes, released=released, rows=rows, submitted=submitted,
+    return dict(course=course, exchange=exchange, homes=homes, released=released, rows=rows, regraded=regraded,
+                submitted=submitted,
                 grades=course / "grades.csv", by_student=by_student, feedback=feedback, times=times)

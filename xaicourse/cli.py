@@ -35,15 +35,23 @@ def main(argv=None) -> int:
     g.add_argument("--roster", default=None, help="file with one student id per line: absent ones get a 'missing' row")
     g.add_argument("--memory", type=int, default=6144, help="MB of RAM one submission may use (default 6144)")
     g.add_argument("--no-feedback", action="store_true", help="skip the per-student feedback pages")
-    k = sub.add_parser("classroom", help="run a class through nbgrader's exchange: release, collect, grade, feedback")
+    k = sub.add_parser("classroom", help="run a class through nbgrader's exchange: release, collect, grade, feedback",
+                       description="Works from any folder: the course folder, exchange and course id come from "
+                       "the options, else from the nbgrader configuration (c.CourseDirectory.root, c.Exchange.root, "
+                       "c.CourseDirectory.course_id in ~/.jupyter/nbgrader_config.py or /etc/jupyter/); the course "
+                       "repository (with solutions/ and the hidden checks) from --root, else the folder you are in, "
+                       "else the one the course folder was released from.")
     k.add_argument("action", choices=["release", "collect", "grade", "feedback", "export", "demo"],
-                   help="release: every exercise to the exchange; collect: submissions into COURSE/submitted; "
-                        "grade: sandboxed autograde + feedback pages; feedback: release them to the students; "
-                        "export: grades_by_student.csv; demo: the whole round trip with three simulated students")
+                   help="release: exercises to the exchange; collect: submissions into COURSE/submitted; "
+                        "grade: sandboxed grading + feedback pages + gradebook scores; feedback: release the pages to "
+                        "the students; export: grades_by_student.csv; demo: the round trip with three simulated students")
     k.add_argument("exercises", nargs="*", help="exercise names (default: all)")
-    k.add_argument("--course", default="course", help="nbgrader course directory (default ./course)")
-    k.add_argument("--exchange", default="/srv/nbgrader/exchange", help="nbgrader exchange root")
-    k.add_argument("--course-id", default="xaicourse")
+    k.add_argument("--course", default=None, help="nbgrader course folder (default: from the nbgrader configuration)")
+    k.add_argument("--exchange", default=None, help="nbgrader exchange root (default: from the nbgrader "
+                   "configuration, else /srv/nbgrader/exchange)")
+    k.add_argument("--course-id", default=None)
+    k.add_argument("--force", action="store_true", help="release: release again an exercise already released")
+    k.add_argument("--resume", action="store_true", help="grade: continue an interrupted grading run")
     k.add_argument("--jobs", "-j", type=int, default=2, help="submissions graded at once, each isolated")
     k.add_argument("--timeout", type=int, default=120, help="seconds allowed per cell")
     k.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "docker", "podman", "none"])
@@ -52,8 +60,10 @@ def main(argv=None) -> int:
     try:
         root = course.find_root(args.root)
     except FileNotFoundError as err:
-        print(f"xaicourse: {err}", file=sys.stderr)
-        return 2
+        if args.cmd != "classroom":
+            print(f"xaicourse: {err}", file=sys.stderr)
+            return 2
+        root = None   # classroom: the repository the course folder was released from
     if args.cmd == "build":
         try:
             results = course.build(root, Path(args.out) if args.out else None, quick=args.quick,
@@ -98,38 +108,55 @@ def main(argv=None) -> int:
     return 2
 
 
-def _classroom(root: Path, args) -> int:
+def _classroom(root: Path | None, args) -> int:
     import tempfile
 
     from . import classroom
 
-    names = args.exercises or course.exercise_names(root)
-    unknown = sorted(set(names) - set(course.exercise_names(root)))
-    if unknown:
-        print(f"xaicourse: unknown exercise(s) {', '.join(unknown)}; known: {', '.join(course.exercise_names(root))}",
-              file=sys.stderr)
-        return 2
-    c, x, cid = Path(args.course), Path(args.exchange), args.course_id
+    if args.action == "demo":
+        if root is None:
+            print("xaicourse: the demo needs the course repository: run it there or give --root", file=sys.stderr)
+            return 2
+        work = Path(args.workdir or tempfile.mkdtemp(prefix="xaicourse-class-"))
+        ex = tuple(args.exercises) or ("00_introduction", "02_tsne")
+        r = classroom.simulate(root, work, exercises=ex, jobs=args.jobs, timeout=min(args.timeout, 20))
+        print((r["by_student"]).read_text())
+        print(f"[classroom] course {r['course']}, exchange {r['exchange']}, student homes {r['homes']}")
+        return 0
     try:
+        c, x, cid = classroom.course_settings(args.course, args.exchange, args.course_id)
+        if root is None:
+            root = classroom.repository_of(c)
+        if root is None or not (Path(root) / "solutions").is_dir():
+            raise ValueError("no course repository: give --root DIR (your private clone of the course, with "
+                             "solutions/), or run the command inside it" + (f" (course folder {c} was released "
+                             f"from {root}, which has no solutions/)" if root else ""))
+        known = course.exercise_names(root)
+        names = args.exercises or known
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"unknown exercise(s) {', '.join(unknown)}; known: {', '.join(known)}")
         if args.action == "release":
-            classroom.release(root, c, x, cid, names)
+            classroom.release(root, c, x, cid, names, force=args.force)
+            print(f"[classroom] {len(names)} exercise(s) released from {root} to {x} (course folder {c})")
         elif args.action == "collect":
             for n in names:
                 classroom.collect(c, x, n, cid)
         elif args.action == "grade":
-            rows = classroom.autograde(root, c, jobs=args.jobs, timeout=args.timeout, sandbox=args.sandbox)
-            print(f"[classroom] {len(rows)} submission(s) graded → {c / 'grades.csv'}; feedback in {c / 'feedback'}")
+            rows = classroom.autograde(root, c, jobs=args.jobs, timeout=args.timeout, sandbox=args.sandbox,
+                                       resume=args.resume)
+            print(f"[classroom] {len(rows)} submission(s) graded → {c / 'grades.csv'}; feedback pages in "
+                  f"{c / 'feedback'}; scores in the gradebook (formgrader). Release the pages with "
+                  f"`xaicourse classroom feedback EXERCISE`.")
         elif args.action == "feedback":
-            for n in names:
+            for n in (args.exercises or sorted({p.parent.name for p in (c / "feedback").glob("*/*/*.html")})):
                 classroom.release_feedback(c, x, n, cid)
         elif args.action == "export":
             print(f"[classroom] {classroom.export(c)}")
-        elif args.action == "demo":
-            work = Path(args.workdir or tempfile.mkdtemp(prefix="xaicourse-class-"))
-            ex = tuple(args.exercises) or ("00_introduction", "02_tsne")
-            r = classroom.simulate(root, work, exercises=ex, jobs=args.jobs, timeout=min(args.timeout, 20))
-            print((r["by_student"]).read_text())
-            print(f"[classroom] course {r['course']}, exchange {r['exchange']}, student homes {r['homes']}")
+    except KeyboardInterrupt:
+        print(f"[classroom] interrupted: grades.csv is unchanged; continue with `xaicourse classroom grade "
+              f"--resume`", file=sys.stderr)
+        return 130
     except (RuntimeError, ValueError, OSError) as err:
         print(f"xaicourse: {err}", file=sys.stderr)
         return 1
