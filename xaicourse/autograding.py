@@ -427,12 +427,11 @@ def _assemble(sub, release):
     for e in pending:
         cells.append(copy.deepcopy(e))
         added.append(len(cells) - 1)
-    for c in cells:
+    for k, c in enumerate(cells):
+        c["id"] = f"cell-{k}"
         if c.cell_type == "code":
             c.outputs, c.execution_count = [], None
     nb = nbformat.v4.new_notebook(cells=cells, metadata=copy.deepcopy(release.metadata))
-    for k, c in enumerate(nb.cells):
-        c["id"] = f"cell-{k}"
     return nb, answers, added
 
 

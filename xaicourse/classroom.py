@@ -281,10 +281,13 @@ def record_scores(course: Path, rows: list[dict], log=print) -> int:
     scores, manual ones cleared), so formgrader shows the grades of ``xaicourse classroom grade``."""
     from nbgrader.api import Gradebook, MissingEntry
 
+    import warnings
+
     _alembic_on_path()
     course = Path(course)
     done = 0
-    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+    with warnings.catch_warnings(), Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        warnings.simplefilter("ignore")   # SQLAlchemy's autoflush notes from inside nbgrader's API
         for r in rows:
             st, ex = r["student"], r["exercise"]
             if not ex:
