@@ -444,7 +444,8 @@ def _task_of(nb, index: int, template: Template) -> str | None:
     return None
 
 
-def _boot(nb, disabled: dict, template: Template, settings: Settings, box: Path, env: dict, lines: list):
+def _boot(nb, disabled: dict, template: Template, settings: Settings, box: Path, env: dict, lines: list,
+          added=()):
     """A fresh sandboxed kernel that has run the notebook (disabled cells replaced by a ``raise``);
     returns (kernel, (cell index, reason) of the first cell that did not come back, or None)."""
     from .models import cache_dir
@@ -471,8 +472,12 @@ def _boot(nb, disabled: dict, template: Template, settings: Settings, box: Path,
                     pass
             continue
         t0 = time.time()
+        md = c.metadata.get("nbgrader", {})
+        # the release's set-up cells (locked, not a test) load torch and the course models: on a
+        # loaded machine they need more than an answer's time, and a student cannot change them
+        setup = not md.get("solution") and not md.get("grade") and k not in added
         try:
-            sk.execute(c, k)
+            sk.execute(c, k, timeout=max(4 * settings.timeout, 300) if setup else None)
         except KernelProblem as p:
             lines.append(f"cell {k}: {p.reason} after {time.time() - t0:.1f}s")
             return sk, (k, p.reason)
@@ -541,7 +546,7 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
         disabled: dict = {}
         for _ in range(len(nb.cells) + 1):
             box.mkdir(exist_ok=True)
-            sk, problem = _boot(nb, disabled, template, settings, box, env, lines)
+            sk, problem = _boot(nb, disabled, template, settings, box, env, lines, added)
             if problem is None:
                 break
             sk.close()
@@ -591,7 +596,7 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
             except KernelProblem as p:
                 statuses[gid] = p.reason
                 sk.close()
-                sk, problem = _boot(nb, disabled, template, settings, box, env, lines)
+                sk, problem = _boot(nb, disabled, template, settings, box, env, lines, added)
                 if problem is not None:
                     sk.close()
                     sk = None

@@ -319,7 +319,7 @@ def release_feedback(course: Path, exchange: Path, exercise: str, course_id: str
         raise ValueError(f"no feedback for {exercise} in {Path(course) / 'feedback'}: run `xaicourse classroom grade` first")
     _ok(_api(course, exchange, course_id).release_feedback(exercise), f"release_feedback {exercise}")
     log(f"[classroom] feedback of {exercise} released for {len(pages)} student(s): they fetch it in the "
-        "Assignments tab (or `nbgrader fetch_feedback {exercise}`)")
+        f"Assignments tab (or `nbgrader fetch_feedback {exercise}`)")
     return len(pages)
 
 
