@@ -26,6 +26,9 @@ c.Spawner.environment = {
     # the hub's environment (the `xaicourse` and `nbgrader` commands in every terminal)
     "PATH": "/opt/xaicourse/bin:/usr/local/bin:/usr/bin:/bin",
 }
+# JupyterLab starts its terminals as login shells under a spawner, and Debian's /etc/profile then
+# resets PATH (no `xaicourse` in the terminal): start a plain interactive bash, which keeps it
+c.Spawner.args = ['--ServerApp.terminado_settings={"shell_command": ["/bin/bash"]}']
 
 # nbgrader's Assignments tab (fetch / submit / feedback) for everybody; formgrader and the
 # "Create Assignment" panel are switched off for the whole environment and on again for the

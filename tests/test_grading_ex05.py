@@ -1,39 +1,171 @@
-"""Exercise 05 graded end to end (in the suite's one shared grading run): the solution earns full marks, the
-untouched student version 0, and an answer that calls a library implementation scores 0 on
-that task (the hidden tests switch the library off with ``xaicourse.grading.forbid``)."""
-from pathlib import Path
+"""Exercise 05 graded for real (the suite's one shared ``xaicourse grade`` run): honest variants earn
+full points; every attack family (tests/attacks.py) and every library route earns 0 on its task or
+is flagged. alice (solution) and bob (untouched) are test_course's students.
 
+Task 3 (``influence_scores``) calls the student's own ``hvp`` and ``cg_solve``: an attack on one of
+those also breaks it, so the expected scores are written out per student."""
+import attacks
 import pytest
-from conftest import library_call_students
 
-ROOT = Path(__file__).resolve().parents[1]
 EX = "05_influence_functions"
-POINTS = {"hvp": 3, "cg": 3, "influence": 4}
+POINTS = {"hvp_tests": 3.0, "cg_tests": 3.0, "influence_tests": 4.0}
+FULL = sum(POINTS.values())
+NAMES = {"hvp_answer": ["hvp"], "cg_answer": ["cg_solve"], "influence_answer": ["influence_scores"]}
+TASK = {"hvp_answer": "hvp_tests", "cg_answer": "cg_tests", "influence_answer": "influence_tests"}
 
-LIBRARY_ANSWERS = {
-    # Hessian-vector product from torch's functional API
-    "hvp": "def hvp(f, theta, v):\n"
-           "    return torch.autograd.functional.hvp(f, theta.detach(), v)[1].detach()\n",
-    # conjugate gradient from scipy
-    "cg": "def cg_solve(matvec, b, tol=1e-10, max_iter=1000):\n"
-          "    import scipy.sparse.linalg as sla\n"
-          "    op = sla.LinearOperator((len(b), len(b)), dtype=np.float64,\n"
-          "                            matvec=lambda v: matvec(torch.as_tensor(v, dtype=b.dtype).reshape(-1)).numpy())\n"
-          "    x, _ = sla.cg(op, b.numpy(), rtol=tol, atol=0.0, maxiter=max_iter)\n"
-          "    return torch.as_tensor(x)\n",
-    # the package's influence function
-    "influence": "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
-                 "    from xaicourse.data_attribution import influence\n"
-                 "    return influence(model, loss_fn, X, y, x_test, y_test, l2=l2, method='cg')[0]\n",
+HONEST = {
+    # hvp as a vector-Jacobian product of the gradient; CG in numpy (numpy x and history, an int
+    # count); influence with one per-example gradient at a time
+    "e05_h_numpy": {
+        "hvp_answer": (
+            "def hvp(f, theta, v):\n"
+            "    th = theta.detach().clone().requires_grad_(True)\n"
+            "    g = torch.autograd.grad(f(th), th, create_graph=True)[0]\n"
+            "    return torch.autograd.grad(g, th, grad_outputs=v.to(g))[0].detach()\n"),
+        "cg_answer": (
+            "def cg_solve(matvec, b, tol=1e-10, max_iter=1000):\n"
+            "    B = b.detach().double().numpy()\n"
+            "    H = lambda u: matvec(torch.from_numpy(u).to(b.dtype)).detach().double().numpy()\n"
+            "    x, r = np.zeros_like(B), B.copy()\n"
+            "    p = r.copy()\n"
+            "    norms, count = [np.linalg.norm(r)], 0\n"
+            "    while count < max_iter and norms[-1] > tol * np.linalg.norm(B):\n"
+            "        q = H(p)\n"
+            "        count += 1\n"
+            "        a = (r @ r) / (p @ q)\n"
+            "        x = x + a * p\n"
+            "        r_new = r - a * q\n"
+            "        p = r_new + (r_new @ r_new) / (r @ r) * p\n"
+            "        r = r_new\n"
+            "        norms.append(np.linalg.norm(r))\n"
+            "    return x, np.array(norms), count\n"),
+        "influence_answer": (
+            "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
+            "    R, theta = flat_objective(model, loss_fn, X, y, l2)\n"
+            "    g_test = per_example_grads(model, loss_fn, x_test, y_test)[0]\n"
+            "    s = torch.as_tensor(cg_solve(lambda v: hvp(R, theta, v), g_test)[0])\n"
+            "    out = []\n"
+            "    for i in range(len(X)):\n"
+            "        out.append(-(per_example_grads(model, loss_fn, X[i:i + 1], y[i:i + 1])[0] @ s))\n"
+            "    return torch.stack(out)\n"),
+    },
+    # stop test on squared norms, the history as a tensor of 0-d tensors stacked, a tighter tol
+    # in task 3 and the gradients of train and test points in one call
+    "e05_h_squared": {
+        "hvp_answer": (
+            "def hvp(f, theta, v):\n"
+            "    th = theta.detach().requires_grad_()\n"
+            "    (g,) = torch.autograd.grad(f(th), [th], create_graph=True)\n"
+            "    (h,) = torch.autograd.grad((g * v).sum(), [th])\n"
+            "    return h.detach().clone()\n"),
+        "cg_answer": (
+            "def cg_solve(matvec, b, tol=1e-10, max_iter=1000):\n"
+            "    x = b * 0\n"
+            "    r, p = b.clone(), b.clone()\n"
+            "    rs = torch.dot(r, r)\n"
+            "    target = (tol * torch.linalg.norm(b)) ** 2\n"
+            "    hist, k = [rs.sqrt()], 0\n"
+            "    while k < max_iter and rs > target:\n"
+            "        Ap = matvec(p)\n"
+            "        k += 1\n"
+            "        step = rs / torch.dot(p, Ap)\n"
+            "        x = x + step * p\n"
+            "        r = r - step * Ap\n"
+            "        rs_new = torch.dot(r, r)\n"
+            "        p = r + (rs_new / rs) * p\n"
+            "        rs = rs_new\n"
+            "        hist.append(rs.sqrt())\n"
+            "    return x, torch.stack(hist), k\n"),
+        "influence_answer": (
+            "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
+            "    R, theta = flat_objective(model, loss_fn, X, y, l2)\n"
+            "    G = per_example_grads(model, loss_fn, torch.cat([x_test, X]), torch.cat([y_test, y]))\n"
+            "    s = cg_solve(lambda v: hvp(R, theta, v), G[0], tol=1e-12)[0]\n"
+            "    return -(G[1:] @ s)\n"),
+    },
 }
-# a library answer to one task also breaks the later tasks that build on it
-EXPECTED = {"hvp": POINTS["cg"], "cg": POINTS["hvp"], "influence": POINTS["hvp"] + POINTS["cg"]}
+
+LIBRARY = {  # the reference libraries, by the routes a student would take
+    # torch.func: forward-over-reverse HVP, and the influence from the explicit Hessian jacfwd(jacrev(R))
+    "e05_lib_func": {
+        "hvp_answer": (
+            "import torch.func\n"
+            "def hvp(f, theta, v):\n"
+            "    return torch.func.jvp(torch.func.grad(f), (theta.detach(),), (v.to(theta),))[1].detach()\n"),
+        "influence_answer": (
+            "from torch.func import jacfwd, jacrev\n"
+            "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
+            "    R, theta = flat_objective(model, loss_fn, X, y, l2)\n"
+            "    H = jacfwd(jacrev(R))(theta)\n"
+            "    s = torch.linalg.solve(H, per_example_grads(model, loss_fn, x_test, y_test)[0])\n"
+            "    return -(per_example_grads(model, loss_fn, X, y) @ s)\n"),
+    },
+    # torch.autograd.functional.hvp, and scipy's cg with a callback for the residual history
+    "e05_lib_autograd_scipy": {
+        "hvp_answer": (
+            "def hvp(f, theta, v):\n"
+            "    return torch.autograd.functional.hvp(f, theta.detach(), v)[1].detach()\n"),
+        "cg_answer": (
+            "import scipy.sparse.linalg as sla\n"
+            "def cg_solve(matvec, b, tol=1e-10, max_iter=1000):\n"
+            "    P, B = len(b), b.detach().double().numpy()\n"
+            "    H = lambda u: matvec(torch.as_tensor(u, dtype=b.dtype).reshape(-1)).detach().double().numpy()\n"
+            "    norms = [float(np.linalg.norm(B))]\n"
+            "    op = sla.LinearOperator((P, P), matvec=H, dtype=np.float64)\n"
+            "    cb = lambda xk: norms.append(float(np.linalg.norm(B - H(xk))))\n"
+            "    x, _ = sla.cg(op, B, rtol=tol, atol=0.0, maxiter=max_iter, callback=cb)\n"
+            "    return torch.as_tensor(x), norms, len(norms) - 1\n"),
+    },
+    # scipy's minres (another Krylov solver) for the system
+    "e05_lib_minres": {
+        "cg_answer": (
+            "from scipy.sparse.linalg import LinearOperator, minres\n"
+            "def cg_solve(matvec, b, tol=1e-10, max_iter=1000):\n"
+            "    P, B = len(b), b.detach().double().numpy()\n"
+            "    H = lambda u: matvec(torch.as_tensor(u, dtype=b.dtype).reshape(-1)).detach().double().numpy()\n"
+            "    norms = [float(np.linalg.norm(B))]\n"
+            "    cb = lambda xk: norms.append(float(np.linalg.norm(B - H(xk))))\n"
+            "    x, _ = minres(LinearOperator((P, P), matvec=H, dtype=np.float64), B, rtol=tol, maxiter=max_iter,\n"
+            "                  callback=cb)\n"
+            "    return torch.as_tensor(x), norms, len(norms) - 1\n"),
+    },
+    # the package's influence function
+    "e05_lib_package": {
+        "influence_answer": (
+            "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
+            "    from xaicourse.data_attribution import influence\n"
+            "    return influence(model, loss_fn, X, y, x_test, y_test, l2=l2, method='cg')[0]\n"),
+    },
+}
+
+CHEATS = {  # every generic family, spread over the three tasks
+    "e05_cheat_refs": {"influence_answer": attacks.refs(NAMES["influence_answer"])},
+    "e05_cheat_subclass": {"cg_answer": attacks.subclass(NAMES["cg_answer"])},
+    "e05_cheat_rebind": {"hvp_answer": attacks.rebind(NAMES["hvp_answer"])},
+    "e05_cheat_files": {"influence_answer": attacks.trusted_files(NAMES["influence_answer"])},
+}
+
+# exact scores: task 3 runs on the student's own hvp and cg_solve, so it falls with a broken one
+# (the library students' hvp / cg_solve compute the right numbers: their task 3 keeps its points)
+SCORES = {
+    "e05_lib_func": POINTS["cg_tests"],
+    "e05_lib_autograd_scipy": POINTS["influence_tests"],
+    "e05_lib_minres": POINTS["hvp_tests"] + POINTS["influence_tests"],
+    "e05_lib_package": POINTS["hvp_tests"] + POINTS["cg_tests"],
+    "e05_cheat_refs": POINTS["hvp_tests"] + POINTS["cg_tests"],
+    "e05_cheat_subclass": POINTS["hvp_tests"],          # task 3 unpacks the fake cg_solve's result
+    "e05_cheat_rebind": POINTS["cg_tests"],             # H v = 0: task 3's CG divides by zero
+    "e05_cheat_files": POINTS["hvp_tests"] + POINTS["cg_tests"],
+}
 
 
 def submissions():
-    """alice (solution), bob (untouched) and one library-call student per task, graded in the
-    suite's shared ``course_grades`` run (alice and bob are test_course's students too)."""
-    return library_call_students(EX, {f"library_{task}": {f"{task}_answer": src} for task, src in LIBRARY_ANSWERS.items()})
+    return attacks.students(EX, {**HONEST, **LIBRARY, **CHEATS})
+
+
+def plant(folder, student, ex):
+    if student == "e05_cheat_files":
+        attacks.plant_payloads(folder)
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +173,40 @@ def grades(course_grades):
     return {s: r for (s, ex), r in course_grades.items() if ex == EX}
 
 
-@pytest.mark.slow
-def test_solution_full_marks_untouched_zero(grades):
-    assert float(grades["alice"]["max_score"]) == sum(POINTS.values())
-    assert float(grades["alice"]["score"]) == sum(POINTS.values()), grades["alice"]
-    assert float(grades["bob"]["score"]) == 0.0, grades["bob"]
+def _task_points(row, task):
+    part = next(p for p in row["tasks"].split("; ") if p.startswith(task + "="))
+    return float(part.rsplit(" ", 1)[1].split("/")[0])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", list(LIBRARY_ANSWERS))
-def test_library_call_answer_scores_zero_on_its_task(grades, task):
-    row = grades[f"library_{task}"]
-    assert float(row["score"]) == EXPECTED[task], row
-    assert float(row["score"]) <= sum(POINTS.values()) - POINTS[task]
+@pytest.mark.parametrize("student", list(HONEST))
+def test_honest_variants_full_marks(grades, student):
+    row = grades[student]
+    assert float(row["max_score"]) == FULL, row
+    assert float(row["score"]) == FULL, row
+    assert not row["status"].startswith("flagged"), row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", list(LIBRARY) + list(CHEATS))
+def test_attacks_earn_nothing_on_their_task(grades, student):
+    row = grades[student]
+    plan = {**LIBRARY, **CHEATS}[student]
+    for task in {TASK[a] for a in plan}:
+        assert _task_points(row, task) == 0.0, (task, row)
+    assert float(row["score"]) == SCORES[student], row
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", list(LIBRARY))
+def test_library_routes_are_flagged(grades, student):
+    row = grades[student]
+    assert row["status"].startswith("flagged"), row
+    for answer in LIBRARY[student]:
+        assert f"{TASK[answer]}=flagged" in row["tasks"], row
+
+
+@pytest.mark.slow
+def test_nothing_outside_the_sandbox_ran_a_payload(grades):
+    assert "e05_cheat_files" in grades
+    assert attacks.marker_absent()

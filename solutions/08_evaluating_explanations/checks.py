@@ -1,0 +1,196 @@
+"""Hidden checks of exercise 08 (trusted: run by the grader, never inside the student's sandbox).
+
+Every check draws its own images, attributions, step counts, fill values, masks and map sizes per
+student and computes the reference here, from scratch (float64). Both tasks ask for something the
+libraries do not return: the predicted class along the deletion path (``xaicourse.metrics`` and
+Quantus's ``PixelFlipping`` give the target's score only) and the pixel each map points at
+(``pointing_game`` / Quantus's ``PointingGame`` give hit or miss only).
+
+Attributions are drawn on a dyadic grid (multiples of 1/4, plus distinct multiples of 1/1024 where
+the order must be strict), so the channel sums are exact in float32 and float64 alike: the pixel
+order (ties broken by index, as the task says) does not depend on the student's dtype.
+"""
+import copy
+
+import torch
+from torch import nn
+
+from xaicourse.checking import Failed, close, task
+
+RULED_OUT = ["xaicourse.metrics", "xaicourse.widgets", "quantus", "captum"]
+FORBIDDEN = {"deletion_answer": RULED_OUT, "pointing_answer": RULED_OUT}
+
+PROB_ATOL = 1e-5
+"""Probabilities: a float32 forward pass is good to ~1e-7; 1e-5 leaves two orders of margin."""
+LOGIT_TIE = 1e-4
+"""A predicted class is only required where the reference's two largest logits differ by more than
+this (float32 logits are good to ~1e-6); within it either of the two classes is accepted."""
+
+
+def _cnn():
+    """The notebook's model: the course's shapes CNN (32×32 RGB, 4 classes, cached) and its split."""
+    from xaicourse.models import course_model
+
+    model, split, _ = course_model("shapes", progress=False)
+    return model.eval(), split
+
+
+def prepare():
+    _cnn()
+
+
+# ----------------------------------------------------------------------------- references
+def _counts(D, steps):
+    return [round(j * D / steps) for j in range(steps + 1)]
+
+
+def _no_half(D, steps):
+    """No j·D/steps lands on a half (where round-half-even and round-half-up differ)."""
+    return all(abs((j * D / steps) % 1 - 0.5) > 1e-6 for j in range(steps + 1))
+
+
+def _deletion(model, x, target, attribution, steps, fill):
+    """(probs, logits) along the deletion path, float64."""
+    m = copy.deepcopy(model).double().eval()
+    x = x.double()
+    r = attribution.double().sum(0).flatten()
+    order = torch.sort(-r, stable=True).indices
+    D = r.numel()
+    xs = []
+    for k in _counts(D, steps):
+        removed = torch.zeros(D, dtype=torch.bool)
+        removed[order[:k]] = True
+        mask = removed.reshape(1, *x.shape[1:])
+        xs.append(torch.where(mask, torch.full_like(x, fill), x))
+    with torch.no_grad():
+        logits = m(torch.stack(xs))
+    return torch.softmax(logits, 1)[:, int(target)], logits
+
+
+def _auc(scores, D, steps):
+    fr = torch.tensor([k / D for k in _counts(D, steps)], dtype=torch.float64)
+    return float(torch.trapezoid(torch.as_tensor(scores, dtype=torch.float64), fr))
+
+
+def _grid_attribution(g, shape, distinct):
+    """Multiples of 1/4 (many exact ties in the channel sum); ``distinct``: plus a permutation of
+    the pixels / 1024 in channel 0, so that every pixel's sum differs (exactly)."""
+    a = torch.randint(-6, 7, shape, generator=g).double() / 4
+    if distinct:
+        C, H, W = shape
+        a[0] += (torch.randperm(H * W, generator=g).double() / 1024).reshape(H, W)
+    return a
+
+
+def _check_preds(got, logits, what):
+    got = torch.as_tensor(got)
+    if tuple(got.shape) != (len(logits),):
+        raise Failed(f"{what}: preds has shape {tuple(got.shape)}, expected ({len(logits)},)")
+    if got.is_floating_point() and not bool((got == got.round()).all()):
+        raise Failed(f"{what}: preds must be class indices (integers)")
+    top2 = logits.topk(2, dim=1)
+    for j in range(len(logits)):
+        ok = {int(top2.indices[j, 0])}
+        if float(top2.values[j, 0] - top2.values[j, 1]) <= LOGIT_TIE:
+            ok.add(int(top2.indices[j, 1]))
+        if int(got[j]) not in ok:
+            raise Failed(f"{what}: preds[{j}] = {int(got[j])}, but the model predicts class "
+                         f"{int(top2.indices[j, 0])} for x^({j})")
+
+
+def _check_curve(k, model, spec, x, target, attribution, steps, fill, what):
+    want_p, logits = _deletion(model, x, target, attribution, steps, fill)
+    res, info = k.call("deletion_scores", spec, x, target, attribution, steps=steps, fill_value=fill, meta=True)
+    if not isinstance(res, (tuple, list)) or len(res) != 2:
+        raise Failed("deletion_scores must return a pair (probs, preds)")
+    probs, preds = res
+    close(probs, want_p, atol=PROB_ATOL, what=f"probs, {what}")
+    _check_preds(preds, logits, f"preds, {what}")
+    if any(i["requires_grad"] for i in info):
+        raise Failed("deletion_scores must return tensors that do not require grad")
+    return probs
+
+
+# ----------------------------------------------------------------------------- the tasks
+@task("deletion_tests")
+def deletion(k):
+    rng = k.rng("deletion")
+    g = k.generator("deletion")
+    cnn, split = _cnn()
+    spec = k.module(cnn)
+    idx = rng.choice(len(split.X_test), 3, replace=False)
+    plans = [(16, 0.5, False), (int(k.choice([7, 12, 24], "s2")), 0.0, True),
+             (int(k.choice([10, 20, 32], "s3")), float(rng.choice([0.25, 0.5, 0.75])), False)]
+    for i, (steps, fill, distinct) in enumerate(plans):
+        x = split.X_test[int(idx[i])]
+        a = _grid_attribution(g, tuple(x.shape), distinct).float()
+        target = int(split.y_test[int(idx[i])]) if i != 1 else int(rng.integers(4))
+        D = x[0].numel()
+        probs = _check_curve(k, cnn, spec, x, target, a, steps, fill,
+                             f"test image {int(idx[i])}, steps={steps}, fill_value={fill}"
+                             + ("" if distinct else " (tied scores)"))
+        got = k.call("deletion_auc", probs, D, steps)
+        close(got, _auc(probs, D, steps), atol=1e-6, shape=False, what=f"deletion_auc(·, {D}, {steps})")
+    # a linear model on non-square 12×20 images (D = 240), float64 attribution
+    H, W = 12, 20
+    lin = nn.Linear(3 * H * W, 4)
+    with torch.no_grad():
+        lin.weight.copy_(0.2 * torch.randn(4, 3 * H * W, generator=g))
+        lin.bias.copy_(torch.randn(4, generator=g))
+    seq = nn.Sequential(nn.Flatten(), lin)
+    x = torch.rand(3, H, W, generator=g)
+    steps = int(k.choice([s for s in (9, 11, 14, 18, 30) if _no_half(H * W, s)], "lin"))
+    a = _grid_attribution(g, (3, H, W), True)
+    _check_curve(k, seq, k.sequential(nn.Flatten(), lin), x, int(rng.integers(4)), a, steps, 0.25,
+                 f"a linear model on a 12×20 image, steps={steps}")
+    # the AUC on its own: this student's scores, D / steps not an integer (never a half: see _no_half)
+    for D in (256, 240):
+        steps = int(k.choice([s for s in (5, 7, 9, 11, 13) if _no_half(D, s)], f"auc{D}"))
+        s = torch.rand(steps + 1, generator=g)
+        close(k.call("deletion_auc", s, D, steps), _auc(s, D, steps), atol=1e-6, shape=False,
+              what=f"deletion_auc(scores, {D}, {steps})")
+
+
+def _pointing(a, masks):
+    r = a.double().abs().sum(1)
+    W = r.shape[-1]
+    idx = r.flatten(1).argmax(1)
+    return masks.flatten(1)[torch.arange(len(idx)), idx].double(), torch.stack([idx // W, idx % W], 1)
+
+
+def _pointing_inputs(k, salt, N, C, H, W):
+    """Grid attributions whose |·|-sum has one clear maximum per sample (a bump of ±5/4 per channel
+    against at most 1 elsewhere), signs mixed so that summing before |·| points elsewhere; masks
+    are rectangles, every other one around the bump (a hit), the others with the bump cut out (a miss)."""
+    g = k.generator(salt)
+    a = torch.randint(-4, 5, (N, C, H, W), generator=g).float() / 4
+    masks = torch.zeros(N, H, W, dtype=torch.bool)
+    for n in range(N):
+        i, j = int(torch.randint(H, (1,), generator=g)), int(torch.randint(W, (1,), generator=g))
+        signs = torch.where(torch.arange(C) % 2 == 0, 1.0, -1.0)[torch.randperm(C, generator=g)]
+        a[n, :, i, j] = 1.25 * signs
+        h, w = int(torch.randint(2, H // 2, (1,), generator=g)), int(torch.randint(2, W // 2, (1,), generator=g))
+        if n % 2 == 0:  # a rectangle around the bump: a hit
+            top, left = max(0, min(i - h // 2, H - h)), max(0, min(j - w // 2, W - w))
+        else:           # anywhere, with the bump cut out: a miss
+            top, left = int(torch.randint(H - h + 1, (1,), generator=g)), int(torch.randint(W - w + 1, (1,), generator=g))
+        masks[n, top:top + h, left:left + w] = True
+        if n % 2 == 1:
+            masks[n, i, j] = False
+    return a, masks
+
+
+@task("pointing_tests")
+def pointing(k):
+    for C, (H, W), N in [(3, k.choice([(12, 16), (16, 12), (10, 14)], "hw"), 6), (1, (9, 13), 4)]:
+        a, masks = _pointing_inputs(k, f"pg{C}", N, C, H, W)
+        want_hits, want_points = _pointing(a, masks)
+        res = k.call("pointing_game", a, masks)
+        if not isinstance(res, (tuple, list)) or len(res) != 2:
+            raise Failed("pointing_game must return a pair (hits, points)")
+        hits, points = res
+        close(points, want_points, atol=0, what=f"points (row, col) of {N} maps {C}×{H}×{W} (r = Σ_c |a|)")
+        close(hits, want_hits, atol=0, what=f"hits of {N} maps {C}×{H}×{W}")
+    a, masks = _pointing_inputs(k, "empty", 3, 3, 8, 8)
+    masks[int(k.rng("empty").integers(3))] = False
+    k.raises(ValueError, "pointing_game", a, masks)
