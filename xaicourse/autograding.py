@@ -400,13 +400,16 @@ def _assemble(sub, release):
     import copy
 
     rel_ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in release.cells]
+    # the release's own cells without nbgrader metadata (set-up, demos) run from the release; the
+    # submission's copies of them are not cells the student added
+    unmarked = {c.source.strip() for c, gid in zip(release.cells, rel_ids) if not gid and c.cell_type == "code"}
     by_id, extras, pending = {}, {}, []
     for c in sub.cells:
         gid = c.metadata.get("nbgrader", {}).get("grade_id")
         if gid in rel_ids and gid not in by_id:
             by_id[gid] = c
             extras[gid], pending = pending, []
-        elif c.cell_type == "code" and c.source.strip():
+        elif c.cell_type == "code" and c.source.strip() and c.source.strip() not in unmarked:
             pending.append(c)
     cells, answers, added = [], {}, []
     for rc, gid in zip(release.cells, rel_ids):
@@ -588,8 +591,8 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
                 statuses[gid] = "not graded"
                 continue
             remote = Remote(sk.run, box, entry.student, entry.exercise)
-            remote.timeout = settings.timeout
             check = template.checks.tasks[gid]
+            remote.timeout = max(settings.timeout, check.timeout)
             c0 = time.time()
             try:
                 check.fn(remote)
