@@ -406,7 +406,7 @@ def _assemble(sub, release):
     by_id, extras, pending = {}, {}, []
     for c in sub.cells:
         gid = c.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in rel_ids and gid not in by_id:
+        if gid and gid in rel_ids and gid not in by_id:
             by_id[gid] = c
             extras[gid], pending = pending, []
         elif c.cell_type == "code" and c.source.strip() and c.source.strip() not in unmarked:
