@@ -31,7 +31,7 @@ def _restore_course_device():
 # optionally ``plant(folder, student, exercise)`` to put extra files next to a notebook) adds its
 # students. Only the modules collected in this session contribute, so ``pytest
 # tests/test_grading_ex04.py`` grades exercise 04's submissions alone.
-GRADING_TIMEOUT = 60  # seconds per cell: the hanging student costs this once; a loaded CI runner needs headroom
+GRADING_TIMEOUT = 40  # seconds per answer or test cell (set-up cells get 300): each hanging student costs it once
 
 
 @pytest.fixture(scope="session")

@@ -42,8 +42,10 @@ from pathlib import Path
 import nbformat
 
 from .course import INLINE_BACKEND, _course_dir, exercise_names
-from .sandbox import (DOCKER_IMAGE, SANDBOXES, _kill_running, bwrap_available, resolve_sandbox,  # noqa: F401
-                      run_limited, sandbox_command)
+from .sandbox import _kill_running, bwrap_available, resolve_sandbox
+
+__all__ = ["grade", "grade_one", "scan_answer", "discover", "feedback_html", "partial_path", "bwrap_available",
+           "resolve_sandbox"]
 
 FIELDS = ["student", "exercise", "score", "max_score", "status", "tasks", "seconds", "notebook"]
 
@@ -495,11 +497,6 @@ def _result_output(text: str):
 def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -> dict:
     """Grade one submission: its notebook runs in a sandboxed kernel; the hidden checks run here
     and call the student's functions through it, receiving plain data only → one CSV row."""
-    import traceback
-
-    from .checking import Failed, Remote, StudentError, scan_imports
-    from .sandbox import KernelProblem
-
     t0 = time.time()
     row = dict(student=entry.student, exercise=entry.exercise, score=0.0, max_score=template.max_score,
                status="", tasks="", seconds=0.0, notebook="")
@@ -522,7 +519,19 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
         return row
     notes += _repair(sub, template.release_nb)
     nb, answers, added = _assemble(sub, template.release_nb)
-    # ---- static review of what the student wrote (trusted side, before anything runs)
+    # ---- static review of what the student wrote (trusted side, before anything runs); one scan
+    # at a time: CPython 3.11's ast.parse is not thread-safe (gh-106905)
+    with _AST_LOCK:
+        flags, ruled_out = _review(nb, answers, added, template)
+    return _run_and_check(template, entry, settings, nb, answers, added, flags, ruled_out, notes, row, t0)
+
+
+_AST_LOCK = threading.Lock()
+
+
+def _review(nb, answers: dict, added: list, template: Template):
+    from .checking import scan_imports
+
     flags, ruled_out = {}, {}
     every_forbidden = sorted({m for ms in template.checks.forbidden.values() for m in ms})
     for k in list(answers) + added:
@@ -537,6 +546,15 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
             ruled_out.setdefault(task_id, []).extend(hits)
             for h in hits:
                 flags[f"{gid or 'an added cell'} {h}, which the task rules out"] = None
+    return flags, ruled_out
+
+
+def _run_and_check(template, entry, settings, nb, answers, added, flags, ruled_out, notes, row, t0):
+    import traceback
+
+    from .checking import Failed, Remote, StudentError
+    from .sandbox import KernelProblem
+
     work = Path(tempfile.mkdtemp(prefix="xaicourse-grade-"))
     os.chmod(work, 0o700)
     box = work / "box"
@@ -577,8 +595,11 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
                 for gid in tests:
                     if _index_of(nb, gid) > k:
                         doomed.setdefault(gid, f"set-up {reason}")
+        wall = settings.wall or settings.timeout * max(4, len(template.cells)) + 180
         for gid in tests:
             pts = template.cells[gid][0]
+            if gid not in doomed and time.time() - t0 > wall:
+                doomed[gid] = f"killed (wall time over {wall:.0f}s)"
             if gid in doomed:
                 statuses[gid] = doomed[gid]
                 continue
@@ -849,6 +870,8 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, jobs
             try:
                 row = grade_one(templates[e.exercise], e, settings, log)
             except Exception as err:  # one bad submission never stops the batch
+                import traceback
+                log(f"[grade] grading error for {e.student}/{e.exercise}:\n{traceback.format_exc()}")
                 row = dict(student=e.student, exercise=e.exercise, score=0.0,
                            max_score=templates[e.exercise].max_score, status=f"grading error: "
                            f"{type(err).__name__}: {str(err)[:200]}", tasks="", seconds=0.0, notebook="")

@@ -30,9 +30,7 @@ import ast
 import hashlib
 import importlib.util
 import json
-import math
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -154,8 +154,8 @@ def _classroom(root: Path | None, args) -> int:
         elif args.action == "export":
             print(f"[classroom] {classroom.export(c)}")
     except KeyboardInterrupt:
-        print(f"[classroom] interrupted: grades.csv is unchanged; continue with `xaicourse classroom grade "
-              f"--resume`", file=sys.stderr)
+        print("[classroom] interrupted: grades.csv is unchanged; continue with `xaicourse classroom grade "
+              "--resume`", file=sys.stderr)
         return 130
     except (RuntimeError, ValueError, OSError) as err:
         print(f"xaicourse: {err}", file=sys.stderr)
