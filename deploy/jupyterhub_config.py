@@ -32,8 +32,8 @@ c.Spawner.args = ['--ServerApp.terminado_settings={"shell_command": ["/bin/bash"
 
 # nbgrader's Assignments tab (fetch / submit / feedback) for everybody; formgrader and the
 # "Create Assignment" panel are switched off for the whole environment and on again for the
-# instructor alone (README: `jupyter labextension disable --level=sys_prefix …` then, as the
-# instructor, `--level=user` enable)
+# instructor alone (README "One machine": `jupyter labextension disable` and `unlock` at
+# sys_prefix level, then, as the instructor, `--level=user` enable and the server extension on)
 c.JupyterHub.load_groups = {"formgrade-xaicourse": {"users": ["instructor"]},
                             "nbgrader-xaicourse": {"users": sorted(c.Authenticator.allowed_users)}}
 

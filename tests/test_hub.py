@@ -171,7 +171,6 @@ def _shot(page, name: str) -> None:
 
 
 # ----------------------------------------------------------------------------- the hub's environment
-PACKAGE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 CLONE_IGNORE = shutil.ignore_patterns(".venv", "build", ".git", "*.egg-info", "__pycache__", "*.pyc",
                                       ".pytest_cache", ".ipynb_checkpoints", "grades.csv")
 
@@ -543,12 +542,6 @@ def test_a_class_on_a_real_jupyterhub(hub, browser):
     r = _as(INSTRUCTOR, f"xaicourse classroom collect {EX}")
     assert all(u in r.stdout for u in STUDENTS), r.stdout
     times["collect"] = time.time() - t
-    # the same notebook through `xaicourse grade` (root, the test's own environment), meanwhile
-    single = hub["tmp"] / "single"
-    shutil.copytree(course / "submitted" / "student03" / EX, single / "student03" / EX)
-    reference = subprocess.Popen([sys.executable, "-m", "xaicourse.cli", "--root", str(ROOT), "grade", str(single),
-                                  "--out", str(hub["tmp"] / "single.csv"), "-j", "1"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     t = time.time()
     first = _as(INSTRUCTOR, "xaicourse classroom grade", timeout=1800)
     times["grade"] = time.time() - t
@@ -557,6 +550,13 @@ def test_a_class_on_a_real_jupyterhub(hub, browser):
     second = _as(INSTRUCTOR, "xaicourse classroom grade", timeout=1800)
     times["regrade"] = time.time() - t
     again = _grades(course / "grades.csv")
+    # the wrong answer's notebook through `xaicourse grade` (root, the test's environment), while the
+    # browser steps below run
+    single = hub["tmp"] / "single"
+    shutil.copytree(course / "submitted" / "student03" / EX, single / "student03" / EX)
+    reference = subprocess.Popen([sys.executable, "-m", "xaicourse.cli", "--root", str(ROOT), "grade", str(single),
+                                  "--out", str(hub["tmp"] / "single.csv"), "-j", "1"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (ARTIFACTS / "hub-grading-log.txt").write_text(first.stdout + first.stderr + "\n---- again\n" + second.stdout + second.stderr)
     assert sorted(rows) == sorted(STUDENTS), rows
     for log in (first, second):
@@ -570,10 +570,6 @@ def test_a_class_on_a_real_jupyterhub(hub, browser):
     key = ("score", "max_score", "status", "tasks")
     assert {u: [r[k] for k in key] for u, r in rows.items()} == {u: [r[k] for k in key] for u, r in again.items()}, \
         "the regrade changed a grade"
-    out, _ = reference.communicate(timeout=1800)
-    assert reference.returncode == 0, out
-    ref = _grades(hub["tmp"] / "single.csv")["student03"]
-    assert (ref["score"], ref["max_score"], ref["tasks"]) == (wrong["score"], wrong["max_score"], wrong["tasks"]), (ref, wrong)
     for u in STUDENTS:
         assert list((course / "feedback" / u / EX).glob("*.html")), u
 
@@ -666,6 +662,13 @@ def test_a_class_on_a_real_jupyterhub(hub, browser):
     with open(course / "grades_by_student.csv", newline="") as fh:
         table = {r["student"]: r for r in csv.DictReader(fh)}
     assert {u: float(table[u][EX]) for u in STUDENTS} == {u: float(rows[u]["score"]) for u in STUDENTS}, table
+    t = time.time()
+    out, _ = reference.communicate(timeout=1800)
+    times["reference_grade_wait"] = time.time() - t
+    assert reference.returncode == 0, out
+    ref = _grades(hub["tmp"] / "single.csv")["student03"]
+    assert (ref["score"], ref["max_score"], ref["tasks"]) == (wrong["score"], wrong["max_score"], wrong["tasks"]), \
+        ("`xaicourse grade` gives the wrong answer's notebook another grade", ref, wrong)
     times["total"] = time.time() - hub["t0"]
     (ARTIFACTS / "hub-times.json").write_text(json.dumps(times, indent=1))
     (ARTIFACTS / "hub-grades.csv").write_text((course / "grades.csv").read_text())

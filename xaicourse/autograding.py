@@ -739,7 +739,9 @@ def feedback_html(nb, row: dict, template: Template) -> str:
             c.source = _mathml(c.source)
         for o in c.get("outputs", []):
             data = o.get("data")
-            if data is not None:
+            if data is not None and "application/vnd.jupyter.widget-view+json" in data:
+                o["data"] = {"text/plain": "(an interactive widget: run the notebook to use it)"}
+            elif data is not None:
                 kept = {k: v for k, v in data.items() if k in _SAFE_MIME}
                 o["data"] = kept or {"text/plain": "(a rich output, not shown in feedback)"}
     head = nbformat.v4.new_markdown_cell(

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
                        "the options, else from the nbgrader configuration (c.CourseDirectory.root, c.Exchange.root, "
                        "c.CourseDirectory.course_id in ~/.jupyter/nbgrader_config.py or /etc/jupyter/); the course "
                        "repository (with solutions/ and the hidden checks) from --root, else the folder you are in, "
-                       "else the one the course folder was released from.")
+                       "else the one the course folder was released from, else ~/xaicourse.")
     k.add_argument("action", choices=["release", "collect", "grade", "feedback", "export", "demo"],
                    help="release: exercises to the exchange; collect: submissions into COURSE/submitted; "
                         "grade: sandboxed grading + feedback pages + gradebook scores; feedback: release the pages to "
@@ -127,6 +127,8 @@ def _classroom(root: Path | None, args) -> int:
         c, x, cid = classroom.course_settings(args.course, args.exchange, args.course_id)
         if root is None:
             root = classroom.repository_of(c)
+        if root is None and (Path.home() / "xaicourse" / "solutions").is_dir():
+            root = Path.home() / "xaicourse"   # the README's private clone
         if root is None or not (Path(root) / "solutions").is_dir():
             raise ValueError("no course repository: give --root DIR (your private clone of the course, with "
                              "solutions/), or run the command inside it" + (f" (course folder {c} was released "
