@@ -110,8 +110,8 @@ LIBRARY = {  # the package by routes a list of forbidden functions would miss
 CHEATS = {  # the four generic families, spread over both tasks
     "e01_cheat_refs": {"tv_answer": attacks.refs(NAMES["tv_answer"])},
     "e01_cheat_subclass": {"pga_answer": attacks.subclass(NAMES["pga_answer"])},
-    "e01_cheat_rebind": {"tv_answer": attacks.rebind(NAMES["tv_answer"]),
-                         "pga_answer": attacks.rebind(NAMES["pga_answer"])},
+    "e01_cheat_rebind": {"tv_answer": attacks.rebind(NAMES["tv_answer"])},   # (two rebind cells would
+    # chain their wrappers into an endless recursion: a 60 s timeout per task, no extra coverage)
     "e01_cheat_files": {"pga_answer": attacks.trusted_files(NAMES["pga_answer"])},
 }
 
