@@ -10,7 +10,6 @@ function through the sandbox (``k.call``), receiving plain arrays only.
   library.
 * ``representer_contributions`` on α, features and targets drawn here (α need not come from a fit).
 """
-import numpy as np
 import torch
 
 from xaicourse.checking import close, task
