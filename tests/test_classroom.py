@@ -47,7 +47,8 @@ def _hidden_lines(ex: str) -> set[str]:
                   for l in c.source.splitlines()}
     src = (ROOT / "solutions" / ex / "checks.py").read_text()
     lines = {l.strip() for l in src.splitlines()
-             if len(l.strip()) > 25 and l.strip() not in elsewhere and not l.strip().startswith(("#", "import", "from"))}
+             if len(l.strip()) > 25 and not l.strip().startswith(("#", "import", "from"))
+             and not any(l.strip() in e for e in elsewhere)}
     assert len(lines) > 5
     return lines
 
@@ -85,7 +86,7 @@ def test_grades(trip):
     by = trip["by"]
     expect = {("alice", "00_introduction"): 5.0, ("alice", "02_tsne"): 8.0,     # full solution
               ("bob", "00_introduction"): 3.0, ("bob", "02_tsne"): 4.0,         # one task wrong in each
-              ("carol", "00_introduction"): 3.0}   # task 1 hangs; deleting task 2's visible test changes nothing
+              ("carol", "00_introduction"): 2.0}   # task 1 hangs; deleting task 2's visible test changes nothing
     assert {k: float(v["score"]) for k, v in by.items()} == expect
     assert "topweights_tests=failed" in by[("bob", "00_introduction")]["tasks"]
     assert "gradient_tests=failed" in by[("bob", "02_tsne")]["tasks"]
@@ -94,7 +95,7 @@ def test_grades(trip):
     assert float(carol["seconds"]) >= 15, "the hanging answer ran into the per-cell timeout"
     table = trip["by_student"].read_text().splitlines()
     assert table[0] == "student,00_introduction,02_tsne,total,max_total"
-    assert table[1:] == ["alice,5,8,13,13", "bob,3,4,7,13", "carol,3,0,3,13"]
+    assert table[1:] == ["alice,5,8,13,13", "bob,3,4,7,13", "carol,2,0,2,13"]
 
 
 @pytest.mark.slow
