@@ -655,7 +655,10 @@ def _run_and_check(template, entry, settings, nb, answers, added, flags, ruled_o
             nbformat.write(nb, dest / f"{entry.exercise}.ipynb")
             (dest / "grading.log").write_text("\n".join(lines) + "\n")
             if settings.feedback:
-                (dest / f"{entry.exercise}.html").write_text(feedback_html(nb, row, template))
+                try:
+                    (dest / f"{entry.exercise}.html").write_text(feedback_html(nb, row, template))
+                except Exception as err:  # the grade stands; the missing page is said in the row
+                    row["status"] += f"; no feedback page ({type(err).__name__}: {str(err)[:120]})"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     row["seconds"] = round(time.time() - t0, 1)
