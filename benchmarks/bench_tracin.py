@@ -119,13 +119,13 @@ def mislabel(split, epochs, every):
 def backdoor(split, epochs, n_poison=20, n_images=20):
     bd = plant_backdoor(split.X_train, split.y_train, n_poison, target_class=0, size=2, seed=0)
     model = SmallCNN(1, 10, width=16)
-    res = train(model, bd.inputs, bd.targets, epochs=epochs, lr=3e-3, checkpoint_every=max(1, epochs // 5),
+    res = train(model, bd.inputs, bd.labels, epochs=epochs, lr=3e-3, checkpoint_every=max(1, epochs // 5),
                 progress=False)
     xt = add_trigger(split.X_test[split.y_test != 0][:n_images])
     with torch.no_grad():
         hit = model(xt).argmax(1) == 0
         clean_acc = (model(split.X_test).argmax(1) == split.y_test).float().mean().item()
-    S = tracin_cp(model, res.checkpoints, CE, bd.inputs, bd.targets, xt, torch.zeros(len(xt), dtype=torch.long),
+    S = tracin_cp(model, res.checkpoints, CE, bd.inputs, bd.labels, xt, torch.zeros(len(xt), dtype=torch.long),
                   progress=False)
     rec = torch.tensor([recall_at_k(s, bd.poisoned) for s in S])
     print(f"4. backdoor: {n_poison} poisoned training images, clean test accuracy {clean_acc:.3f}, trigger "

@@ -84,7 +84,7 @@ def test_add_watermark_stamps_the_datasets_patch():
     assert not torch.equal(data.add_watermark(clean, 0), clean) and clean.max() < 1.0 + 1e-6   # a copy
     with pytest.raises(ValueError, match="corner"):
         data.add_watermark(clean, 4)
-    with pytest.raises(TypeError, match="images"):
+    with pytest.raises(ValueError, match="inputs must have 4 dimensions"):
         data.add_watermark(clean[0], 0)
 
 
@@ -113,3 +113,46 @@ def test_shapes_bad_arguments(kwargs, match):
 def test_shapes_n_type():
     with pytest.raises(TypeError, match="n must be an int"):
         data.make_shapes(2.5)
+
+
+def test_bad_arguments_are_refused_by_name():
+    """The probe's findings (issue #25): every option checked, the message names the argument."""
+    import numpy as np
+    x = data.make_shapes(2, size=16, seed=0).images
+    for bad, exc in ((x[:0], ValueError), (x.clone().fill_(float("nan")), ValueError), (None, TypeError),
+                     ("images", TypeError)):
+        with pytest.raises(exc, match="inputs"):
+            data.add_watermark(bad, 0)
+    with pytest.raises(ValueError, match="corner"):
+        data.add_watermark(x, "top-rigth")                 # a typo is refused, not read as top-left
+    assert torch.equal(data.add_watermark(x, "bottom-left"), data.add_watermark(x, 2))
+    assert torch.equal(data.add_watermark(x.numpy(), 1), data.add_watermark(x, 1))
+    with pytest.warns(DeprecationWarning):
+        assert torch.equal(data.add_watermark(images=x, corner=3), data.add_watermark(x, 3))
+    for name, kw in (("seed", dict(seed=-1)), ("seed", dict(seed=1.5)), ("seed", dict(seed=True))):
+        with pytest.raises((ValueError, TypeError), match=name):
+            data.load_digits_tensors(**kw)
+        with pytest.raises((ValueError, TypeError), match=name):
+            data.make_shapes(4, **kw)
+        with pytest.raises((ValueError, TypeError), match=name):
+            data.make_sentiment(4, **kw)
+    with pytest.raises(ValueError, match="test_size"):
+        data.load_digits_tensors(test_size=0.001)
+    for n in (10 ** 7, 10 ** 12):                          # refused up front, not a MemoryError
+        with pytest.raises(ValueError, match="n"):
+            data.make_shapes(n)
+        with pytest.raises(ValueError, match="n_train"):
+            data.load_shapes_split(n_train=n, n_test=4)
+        with pytest.raises(ValueError, match="n_test"):
+            data.load_shapes_split(n_train=4, n_test=n)
+    with pytest.raises(ValueError, match="n"):
+        data.make_sentiment(10 ** 12)
+    with pytest.raises(TypeError, match="n_test"):
+        data.load_shapes_split(n_train=4, n_test=2.5)
+    with pytest.raises(TypeError, match="classes"):
+        data.make_shapes(4, classes="circle")
+    with pytest.raises(ValueError, match="watermark_corner"):
+        data.make_shapes(4, watermark=0.5, watermark_corner="randm")
+    with pytest.raises(TypeError, match="unexpected"):
+        data.load_shapes_split(n_train=4, n_test=4, watermrk=0.5)
+    assert np.int64(3) and len(data.make_shapes(np.int64(3), size=16)) == 3

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from xaicourse import attribution as A
-from xaicourse import data, metrics as M, models
+from xaicourse import data, evaluation as M, models
 
 
 class Linear2(nn.Module):
@@ -48,12 +48,12 @@ def test_deletion_curve_of_a_linear_model_is_the_sum_of_the_remaining_contributi
     x = torch.rand(1, 1, 4, 4, generator=g, dtype=torch.float64)
     model = Linear2(w, b=0.3)
     contrib = (w * x[0]).flatten()
-    fr, s = M.deletion_curve(model, x, 0, contrib.reshape(1, 1, 4, 4), steps=16, output="logit")
+    fr, s = M.deletion_curve(model, x, 0, contrib.reshape(1, 1, 4, 4), n_steps=16, output="logit", baselines=0.0)
     expect = 0.3 + torch.cat([contrib.sum()[None], contrib.sum() - torch.sort(contrib, descending=True).values.cumsum(0)])
     assert torch.allclose(fr, torch.arange(17, dtype=torch.float64) / 16, atol=0) and torch.allclose(s[0], expect, atol=1e-12)
-    fr, s = M.insertion_curve(model, x, 0, contrib.reshape(1, 1, 4, 4), steps=16, output="logit", fill="constant")
+    fr, s = M.insertion_curve(model, x, 0, contrib.reshape(1, 1, 4, 4), n_steps=16, output="logit", baselines=0.0)
     assert torch.allclose(s[0], 0.3 + torch.cat([torch.zeros(1), torch.sort(contrib, descending=True).values.cumsum(0)]))
-    assert torch.allclose(M.aopc(model, x, 0, contrib.reshape(1, 1, 4, 4), steps=16, output="logit"),
+    assert torch.allclose(M.aopc(model, x, 0, contrib.reshape(1, 1, 4, 4), n_steps=16, output="logit", baselines=0.0),
                           (expect[0] - expect).mean()[None])
 
 
@@ -64,24 +64,26 @@ def test_perfect_attribution_beats_every_random_order_on_deletion_and_insertion(
     x = torch.rand(4, 1, 8, 8, generator=g, dtype=torch.float64)
     model = Linear2(w, b=-2.0)
     perfect = w * x
-    d_p = M.curve_auc(*M.deletion_curve(model, x, 0, perfect, steps=64))
-    i_p = M.curve_auc(*M.insertion_curve(model, x, 0, perfect, steps=64, fill="constant"))
+    d_p = M.curve_auc(*M.deletion_curve(model, x, 0, perfect, n_steps=64, baselines=0.0))
+    i_p = M.curve_auc(*M.insertion_curve(model, x, 0, perfect, n_steps=64, baselines=0.0))
     for seed in range(10):
         r = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed + 10), dtype=torch.float64)
-        assert (d_p < M.curve_auc(*M.deletion_curve(model, x, 0, r, steps=64))).all()
-        assert (i_p > M.curve_auc(*M.insertion_curve(model, x, 0, r, steps=64, fill="constant"))).all()
+        assert (d_p < M.curve_auc(*M.deletion_curve(model, x, 0, r, n_steps=64, baselines=0.0))).all()
+        assert (i_p > M.curve_auc(*M.insertion_curve(model, x, 0, r, n_steps=64, baselines=0.0))).all()
     # LeRF removes the irrelevant pixels first: the score does not move until 55 of 64 are gone
-    lerf = M.aopc(model, x, 0, perfect, order="lerf", steps=64)
-    morf = M.aopc(model, x, 0, perfect, order="morf", steps=64)
+    lerf = M.aopc(model, x, 0, perfect, order="lerf", n_steps=64, baselines=0.0)
+    morf = M.aopc(model, x, 0, perfect, order="morf", n_steps=64, baselines=0.0)
     assert (morf > 0.1).all() and (lerf < 0.1 * morf).all()
 
 
 def test_curve_fills():
     x = torch.rand(2, 3, 8, 8)
-    assert torch.equal(M.fill_baseline(x, "constant", 0.5), torch.full_like(x, 0.5))
-    assert torch.equal(M.fill_baseline(x, "noise", seed=3), M.fill_baseline(x, "noise", seed=3))
-    b = M.fill_baseline(x, "blur", sigma=1.0)
+    assert torch.equal(M.resolve_baselines(x, 0.5), torch.full_like(x, 0.5))
+    assert torch.equal(M.resolve_baselines(x, "noise", seed=3), M.resolve_baselines(x, "noise", seed=3))
+    b = M.resolve_baselines(x, "blur", sigma=1.0)
     assert b.shape == x.shape and b.std() < x.std()
+    with pytest.warns(DeprecationWarning, match="resolve_baselines"):
+        assert torch.equal(M.fill_baseline(x, "constant", 0.5), torch.full_like(x, 0.5))
     assert torch.allclose(M.curve_auc(torch.tensor([0.0, 0.5, 1.0]), torch.tensor([[1.0, 1.0, 0.0]])),
                           torch.tensor([0.75], dtype=torch.float64))
 
@@ -106,8 +108,9 @@ def test_pointing_game_and_iou_hand_examples():
     a3 = torch.zeros(1, 3, 4)
     a3[0, :, 1] = torch.tensor([1.0, -3.0, 1.0])
     a3[0, 0, 2] = 0.5
-    assert M.pointing_game(a3, torch.tensor([[False, False, True, False]])).item() == 1.0
+    assert M.pointing_game(a3, torch.tensor([[False, False, True, False]]), absolute=False).item() == 1.0
     assert M.pointing_game(a3, torch.tensor([[False, True, False, False]]), absolute=True).item() == 1.0
+    assert M.pointing_game(a3, torch.tensor([[False, True, False, False]])).item() == 1.0     # |r| by default
     assert M.mass_on_mask(torch.tensor([[1.0, -3.0, 0.0, 4.0]]), torch.tensor([[1, 1, 0, 0]])).item() == pytest.approx(0.5)
     assert M.mass_on_mask(torch.tensor([[1.0, -3.0, 0.0, 4.0]]), torch.tensor([[1, 1, 0, 0]]),
                           absolute=False).item() == pytest.approx(0.2)
@@ -121,6 +124,9 @@ def test_rank_correlation_matches_scipy():
     ref = [spearmanr(a[i], b[i])[0] for i in range(5)]
     assert np.allclose(M.rank_correlation(a, b).numpy(), ref, atol=1e-12)
     assert M.rank_correlation(a[:1], torch.ones(1, 30)).item() == 0.0
+    assert M.rank_correlation(torch.ones(1, 30), torch.ones(1, 30)).item() == 1.0     # maps.rank_correlation
+    from xaicourse.maps import rank_correlation
+    assert M.rank_correlation is rank_correlation
 
 
 # ------------------------------------------------------------------ sanity checks
@@ -154,9 +160,9 @@ def test_input_reduction_on_a_linear_model(b, remaining):
     w = torch.tensor([[5.0] + [1.0] * 9 + [-2.0]], dtype=torch.float64)
     model = Linear2(w.reshape(1, 11), b=b)
     x = torch.ones(1, 11, dtype=torch.float64)
-    r = M.input_reduction(model, x, 0, w * x, absolute=False)
+    r = M.input_reduction(model, x, 0, w * x, absolute=False, baselines=0.0)
     if b == -4.5:   # by |contribution| the 1s go first: 5 − 2 + 2·1 − 4.5 > 0 but 5 − 2 + 1 − 4.5 < 0
-        assert M.input_reduction(model, x, 0, w * x)["remaining"].tolist() == [4]
+        assert M.input_reduction(model, x, 0, w * x, baselines=0.0)["remaining"].tolist() == [4]
     assert r["remaining"].tolist() == [remaining], r["remaining"]
     assert r["n_features"] == 11
     assert model(r["reduced"]).argmax(1).item() == (0 if remaining < 11 else 1)
@@ -170,13 +176,13 @@ def test_meaningful_perturbation_finds_the_relevant_block():
     x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.5 + 0.5
     block = torch.zeros(2, 12, 12, dtype=torch.bool)
     block[:, 2:6, 6:10] = True
-    a = A.meaningful_perturbation(model, x, 0, baseline="constant", n_steps=200, l1=0.5, tv=0.1, mask_size=12)
+    a = A.meaningful_perturbation(model, x, 0, baselines=0.0, n_steps=200, l1=0.5, tv=0.1, mask_size=12)
     assert a.shape == x.shape and (a >= 0).all() and (a <= 1).all()
     assert (M.mass_on_mask(a, block) > 0.6).all(), M.mass_on_mask(a, block)      # block = 11 % of the image
-    p = A.meaningful_perturbation(model, x, 0, mode="preserve", baseline="constant", n_steps=200, l1=0.5, tv=0.1,
+    p = A.meaningful_perturbation(model, x, 0, mode="preserve", baselines=0.0, n_steps=200, l1=0.5, tv=0.1,
                                   mask_size=12)
     assert (M.mass_on_mask(p, block) > 0.6).all(), M.mass_on_mask(p, block)
-    assert torch.equal(a, A.meaningful_perturbation(model, x, 0, baseline="constant", n_steps=200, l1=0.5,
+    assert torch.equal(a, A.meaningful_perturbation(model, x, 0, baselines=0.0, n_steps=200, l1=0.5,
                                                    tv=0.1, mask_size=12))
 
 
@@ -211,12 +217,12 @@ def test_pointing_game_iou_and_mass_match_quantus(tiny):
     xs, ys, an, sn = x.numpy(), y.numpy(), a.detach().numpy(), masks[:, None].numpy().astype(float)
     q_pg = quantus.PointingGame(disable_warnings=True)(model=model, x_batch=xs, y_batch=ys, a_batch=an, s_batch=sn,
                                                        device="cpu")
-    assert np.array_equal(np.asarray(q_pg, dtype=float), M.pointing_game(a, masks).numpy())
+    assert np.array_equal(np.asarray(q_pg, dtype=float), M.pointing_game(a, masks, absolute=False).numpy())
     k = 40
     q_top = np.asarray(quantus.TopKIntersection(k=k, disable_warnings=True)(
         model=model, x_batch=xs, y_batch=ys, a_batch=an, s_batch=sn, device="cpu"))
     inter = q_top * k                       # quantus: |top-k ∩ mask| / k; ours: IoU with the same top-k
-    ours = M.mask_iou(a, masks, top_fraction=k / 256).numpy()
+    ours = M.mask_iou(a, masks, top_fraction=k / 256, absolute=False).numpy()
     assert np.allclose(ours, inter / (k + masks.flatten(1).sum(1).numpy() - inter), atol=1e-9)
     q_mass = np.asarray(quantus.RelevanceMassAccuracy(abs=True, normalise=False, disable_warnings=True)(
         model=model, x_batch=xs, y_batch=ys, a_batch=an, s_batch=sn, device="cpu"))
@@ -235,7 +241,7 @@ def test_deletion_curve_matches_quantus_pixel_flipping(tiny):
     q = quantus.PixelFlipping(features_in_step=64, perturb_baseline=0.0, disable_warnings=True)(
         model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.detach().expand_as(x).numpy().copy(),
         device="cpu", softmax=True)
-    fr, s = M.deletion_curve(model, x, y, a, steps=4, fill="constant", value=0.0, output="prob")
+    fr, s = M.deletion_curve(model, x, y, a, n_steps=4, baselines=0.0, output="prob")
     q = np.asarray(q)[:, [2, 5, 8, 11]]
     assert np.allclose(q, s[:, 1:].numpy(), atol=1e-5), np.abs(q - s[:, 1:].numpy()).max()
 
@@ -258,10 +264,14 @@ def test_metric_bad_input():
         M.mask_iou(torch.rand(2, 4, 4), m & False)
     with pytest.raises(ValueError, match="masks must be boolean"):
         M.pointing_game(torch.rand(2, 4, 4), m.float() * 0.5)
-    with pytest.raises(ValueError, match="fill"):
+    with pytest.raises(ValueError, match="fill"), pytest.warns(DeprecationWarning):
         M.deletion_curve(model, x, 0, x, fill="gray")
-    with pytest.raises(TypeError, match="steps"):
-        M.deletion_curve(model, x, 0, x, steps=2.5)
+    with pytest.raises(ValueError, match="baselines"):
+        M.deletion_curve(model, x, 0, x, baselines="gray")
+    with pytest.raises(ValueError, match="baselines='blur' needs images"):
+        M.deletion_curve(model, x.flatten(1), 0, x.flatten(1))       # the blur default needs images
+    with pytest.raises(TypeError, match="n_steps"):
+        M.deletion_curve(model, x, 0, x, n_steps=2.5)
     with pytest.raises(ValueError, match="order"):
         M.aopc(model, x, 0, x, order="random")
     with pytest.raises(ValueError, match="top_fraction"):
@@ -277,10 +287,139 @@ def test_metric_bad_input():
     with pytest.raises(ValueError, match="mode"):
         A.meaningful_perturbation(model, x, 0, mode="keep")
     with pytest.raises(ValueError, match="baseline"):
-        A.meaningful_perturbation(model, x, 0, baseline="mean")
+        A.meaningful_perturbation(model, x, 0, baselines="average")
     with pytest.raises(ValueError, match="l1"):
         A.meaningful_perturbation(model, x, 0, l1=-1.0)
     with pytest.raises(TypeError, match="step"):
         M.input_reduction(model, x, 0, x, step=1.5)
     with pytest.raises(ValueError, match="a and b"):
         M.rank_correlation(torch.rand(2, 3), torch.rand(2, 4))
+
+
+# ------------------------------------------------------------------ the split, the defaults, the vocabulary
+def test_metrics_module_is_a_shim_of_evaluation():
+    import xaicourse.metrics as old
+    for name in M.__all__:
+        assert getattr(old, name) is getattr(M, name), name
+    from xaicourse.evaluation import axioms, benchmark, faithfulness, localisation, sanity
+    assert M.deletion_curve is faithfulness.deletion_curve and M.pointing_game is localisation.pointing_game
+    assert M.check_axioms is axioms.check_axioms and M.cascading_randomization is sanity.cascading_randomization
+    assert M.evaluate_methods is benchmark.evaluate_methods
+
+
+def test_curve_auc_refuses_a_reversed_axis():
+    f, s = torch.tensor([0.0, 0.5, 1.0]), torch.tensor([[1.0, 1.0, 0.0]])
+    assert M.curve_auc(f, s).item() == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="fractions must increase"):
+        M.curve_auc(f.flip(0), s.flip(1))           # the trapezoid rule would give −0.75
+    with pytest.raises(ValueError, match="fractions must lie in"):
+        M.curve_auc(torch.tensor([0.0, 2.0]), torch.ones(1, 2))
+    with pytest.raises(ValueError, match="fractions must increase"):
+        M.curve_auc(torch.tensor([0.5, 0.5]), torch.ones(1, 2))
+
+
+def test_localisation_defaults_use_abs_as_lecture_08_teaches():
+    a = torch.tensor([[0.1, -5.0, 1.0, 0.0]])
+    m = torch.tensor([[False, True, False, False]])
+    assert M.pointing_game(a, m).item() == 1.0 and M.pointing_game(a, m, absolute=False).item() == 0.0
+    assert M.mask_iou(a, m).item() == 1.0 and M.mask_iou(a, m, absolute=False).item() == pytest.approx(0.0)
+    with pytest.raises(TypeError, match="absolute"):
+        M.pointing_game(a, m, absolute="yes")
+
+
+def test_perturbation_default_is_the_blur_fill_and_old_names_forward():
+    torch.manual_seed(0)
+    model = models.SmallCNN(3, 4, width=4).eval()
+    x = torch.rand(2, 3, 12, 12)
+    a = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    fr, s = M.deletion_curve(model, x, 0, a, n_steps=6)
+    fr_b, s_b = M.deletion_curve(model, x, 0, a, n_steps=6, baselines="blur", sigma=2.0)
+    assert torch.equal(s, s_b)
+    # the blurred fill is what is reached at the end of the deletion path
+    with torch.no_grad():
+        end = torch.softmax(model(M.resolve_baselines(x, "blur", sigma=2.0)), 1)[:, 0].double()
+    assert torch.allclose(s[:, -1], end, atol=1e-6)
+    with pytest.warns(DeprecationWarning, match="baselines"):
+        _, s_old = M.deletion_curve(model, x, 0, a, n_steps=6, value=0.5)
+    with pytest.warns(DeprecationWarning, match="n_steps"):
+        _, s_old2 = M.deletion_curve(model, x, 0, a, steps=6, baselines=0.5)
+    _, s_new = M.deletion_curve(model, x, 0, a, n_steps=6, baselines=0.5)
+    assert torch.equal(s_old, s_new) and torch.equal(s_old2, s_new)
+    with pytest.warns(DeprecationWarning):
+        _, s_ins = M.insertion_curve(model, x, 0, a, n_steps=6, fill="constant", value=0.5)
+    assert torch.equal(s_ins, M.insertion_curve(model, x, 0, a, n_steps=6, baselines=0.5)[1])
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nsteps'"):
+        M.aopc(model, x, 0, a, nsteps=3)
+
+
+def test_target_none_is_the_predicted_class_and_any_callable_model_works():
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(1, 4, 4, generator=g, dtype=torch.float64)
+    model = Linear2(w, b=-3.0)
+    x = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64)
+    pred = model(x).argmax(1)
+    a = w * x
+    ref = M.deletion_curve(model, x, pred, a, n_steps=8, baselines=0.0)[1]
+    assert torch.equal(M.deletion_curve(model, x, None, a, n_steps=8, baselines=0.0)[1], ref)
+
+    def f(inputs):              # a plain function: evaluated as is
+        return model(inputs)
+    assert torch.equal(M.deletion_curve(f, x, None, a, n_steps=8, baselines=0.0)[1], ref)
+    assert torch.equal(M.aopc(f, x, pred, a, n_steps=8, baselines=0.0), M.aopc(model, x, pred, a, n_steps=8,
+                                                                              baselines=0.0))
+    with pytest.raises(ValueError, match="target out of range"):
+        M.deletion_curve(model, x, 2, a, baselines=0.0)
+    with pytest.raises(TypeError, match="target"):
+        M.deletion_curve(model, x, 0.5, a, baselines=0.0)
+
+
+class BNNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.bn, self.relu, self.fc2 = nn.Linear(3, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc2(self.relu(self.bn(self.fc1(x))))
+
+
+@pytest.mark.parametrize("method", ["gradient", "integrated_gradients"])
+def test_check_axioms_leaves_a_train_mode_batchnorm_model_as_it_found_it(method):
+    torch.manual_seed(0)
+    model = BNNet().train()
+    with torch.no_grad():
+        model(torch.randn(64, 3) * 3 + 1)             # running statistics that are not the defaults
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 3)
+    rows = M.check_axioms(method, model, x, None, n_steps=32) if method == "integrated_gradients" else \
+        M.check_axioms(method, model, x, None)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(m.training for m in model.modules())
+    comp = next(r for r in rows if r["axiom"] == "completeness")
+    assert comp["holds"] == (method == "integrated_gradients"), comp
+
+
+def test_sanity_checks_and_benchmark_validate_their_arguments():
+    model = Linear2(torch.ones(1, 4, 4, dtype=torch.float64))
+    x = torch.rand(2, 1, 4, 4, dtype=torch.float64)
+    m = torch.zeros(2, 4, 4, dtype=torch.bool)
+    m[:, 0, 0] = True
+    with pytest.raises(TypeError, match="layers must be a list"):
+        M.cascading_randomization(model, x, 0, "gradient", layers="lin")
+    with pytest.raises(ValueError, match="seed"):
+        M.cascading_randomization(model, x, 0, "gradient", seed=-1)
+    with pytest.raises(TypeError, match="tolerance"):
+        M.pointing_game(torch.rand(2, 4, 4), m, tolerance=1.5)
+    with pytest.raises(TypeError, match="methods must be a non-empty dict"):
+        M.evaluate_methods(model, x, 0, m, ["gradient"])
+    with pytest.raises(TypeError, match=r"methods\['g'\] must be a pair"):
+        M.evaluate_methods(model, x, 0, m, {"g": "gradient"})
+    with pytest.raises(TypeError, match="methods must be a list"):
+        M.axioms_table("gradient")
+    with pytest.raises(TypeError, match="train_labels"):
+        M.label_randomization(model, x, [0, 1], x, 0, "gradient")
+    with pytest.raises(ValueError, match="n_steps"):
+        M.deletion_curve(model, x, 0, x, n_steps=0, baselines=0.0)
+    with pytest.raises(ValueError, match="output"):
+        M.deletion_curve(model, x, 0, x, output="probability", baselines=0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        M.deletion_curve(model, x, 0, x * float("nan"), baselines=0.0)

@@ -11,6 +11,7 @@ import torch
 from xaicourse import constraints as cs
 from xaicourse import device as xdevice
 from xaicourse import featurevis as fv
+from xaicourse import maps
 from xaicourse.models import SmallCNN, load_pretrained
 
 
@@ -81,8 +82,11 @@ def test_total_variation_validates():
         fv.total_variation(torch.rand(1, 1, 4, 4), "l1")
     with pytest.raises(ValueError, match="x must be"):
         fv.total_variation(torch.rand(1, 1, 1, 4, 4))
-    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
-        fv.total_variation(np.zeros((4, 4)))
+    a = np.random.default_rng(0).random((4, 4))          # arrays are accepted (maps.total_variation)
+    assert torch.allclose(fv.total_variation(a), fv.total_variation(torch.from_numpy(a)))
+    assert fv.total_variation is maps.total_variation    # one function per idea (issue #25)
+    with pytest.raises(TypeError, match="x must be a tensor or array"):
+        fv.total_variation("img")
 
 
 # ------------------------------------------------------------------ projection and the ascent step
@@ -177,18 +181,20 @@ def test_constraints_reject_nan_inf_and_bad_steps():
             cs.ascent_step(x, g, bad, 0.5, 2, 0.5)
         xb = x.clone()
         xb[0, 0, 0, 0] = bad
-        with pytest.raises(ValueError, match="x contains NaN or inf"):
+        with pytest.raises(ValueError, match="inputs contains NaN or inf"):
             cs.project_lp(xb, 0.5, 2, 0.5)
         with pytest.raises(ValueError, match="radius must be a positive"):
             cs.project_lp(x, bad, 2, 0.5)
     with pytest.raises(ValueError, match="step_size must be positive"):
         cs.ascent_step(x, g, 0.0, 0.5, 2, 0.5)
-    with pytest.raises(ValueError, match="grad must have the shape of x"):
+    with pytest.raises(ValueError, match="grad must have the shape of inputs"):
         cs.ascent_step(x, g[:1], 0.1, 0.5, 2, 0.5)
     with pytest.raises(TypeError, match="radius must be a real number"):
         cs.project_lp(x, "big", 2, 0.5)
-    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+    with pytest.raises(TypeError, match="inputs must be a torch.Tensor"):
         cs.lp_norm(np.zeros((2, 3)))
+    with pytest.warns(DeprecationWarning):                # the old keyword still works
+        assert torch.equal(cs.lp_norm(x=x), cs.lp_norm(x))
 
 
 # ------------------------------------------------------------------ objectives
@@ -248,11 +254,11 @@ def test_activation_maximization_validates_inputs(digits):
         with pytest.raises(ValueError, match="radius must be a positive"):
             fv.activation_maximization(model, 0, shp, radius=bad)
     with pytest.raises(ValueError, match="layer 'fc9' is not in the model; valid layer names: .*conv3.*fc2"):
-        fv.activation_maximization(model, fv.channel("fc9", 0), shp, steps=2)
+        fv.activation_maximization(model, fv.channel("fc9", 0), shp, n_steps=2)
     with pytest.raises(ValueError, match="shape must be"):
-        fv.activation_maximization(model, 0, (8, 8), steps=2)
+        fv.activation_maximization(model, 0, (8, 8), n_steps=2)
     with pytest.raises(ValueError, match="steps must be"):
-        fv.activation_maximization(model, 0, shp, steps=0)
+        fv.activation_maximization(model, 0, shp, n_steps=0)
     with pytest.raises(ValueError, match="center .* must lie inside clamp"):
         fv.activation_maximization(model, 0, shp, center=2.0, clamp=(0, 1))
     with pytest.raises(ValueError, match="jitter must be"):
@@ -263,38 +269,38 @@ def test_activation_maximization_rejects_truncation_and_non_finite(digits):
     model, split = digits
     shp = split.image_shape
     with pytest.raises(TypeError, match="steps must be an int"):
-        fv.activation_maximization(model, 0, shp, steps=2.5)
+        fv.activation_maximization(model, 0, shp, n_steps=2.5)
     with pytest.raises(TypeError, match="jitter must be an int"):
-        fv.activation_maximization(model, 0, shp, steps=2, jitter=1.5)
+        fv.activation_maximization(model, 0, shp, n_steps=2, jitter=1.5)
     for bad in (float("inf"), float("nan")):
         with pytest.raises(ValueError, match="lr must be a finite number"):
-            fv.activation_maximization(model, 0, shp, steps=2, lr=bad)
+            fv.activation_maximization(model, 0, shp, n_steps=2, lr=bad)
         with pytest.raises(ValueError, match="tv_weight must be a finite number"):
-            fv.activation_maximization(model, 0, shp, steps=2, tv_weight=bad)
+            fv.activation_maximization(model, 0, shp, n_steps=2, tv_weight=bad)
     with pytest.raises(ValueError, match="lr must be positive"):
-        fv.activation_maximization(model, 0, shp, steps=2, lr=0.0)
+        fv.activation_maximization(model, 0, shp, n_steps=2, lr=0.0)
     with pytest.raises(ValueError, match="tv_kind must be one of"):
-        fv.activation_maximization(model, 0, shp, steps=2, tv_kind="l1")
+        fv.activation_maximization(model, 0, shp, n_steps=2, tv_kind="l1")
     # a shape the model cannot take: 3 channels for the 1-channel digits CNN
-    with pytest.raises(ValueError, match="has 3 channels but the model's first layer takes 1"):
-        fv.activation_maximization(model, 0, (3, 8, 8), steps=2)
+    with pytest.raises(ValueError, match="cannot take an input of this shape|has 3 channels"):
+        fv.activation_maximization(model, 0, (3, 8, 8), n_steps=2)
 
 
 def test_evaluate_objective_and_dataset_examples_check_the_batch(digits):
     model, split = digits
     X = split.X_test[:20]
-    with pytest.raises(ValueError, match="has 3 channels but the model's first layer takes 1"):
+    with pytest.raises(ValueError, match="inputs.*(cannot take|has 3 channels)|(cannot take|has 3 channels).*inputs"):
         fv.evaluate_objective(model, 0, X.repeat(1, 3, 1, 1))
     bad = X.clone()
     bad[4, 0, 3, 3] = float("nan")
-    with pytest.raises(ValueError, match="dataset contains NaN or inf"):
+    with pytest.raises(ValueError, match="inputs contains NaN or inf"):
         fv.top_activating_examples(model, 0, bad, k=3)
-    with pytest.raises(ValueError, match="x contains NaN or inf"):
+    with pytest.raises(ValueError, match="inputs contains NaN or inf"):
         fv.evaluate_objective(model, 0, bad)
     for dtype in (torch.uint8, torch.int64):
         with pytest.raises(TypeError, match=r"floating-point .* divide by 255"):
             fv.top_activating_examples(model, 0, (X * 255).to(dtype), k=3)
-    with pytest.raises(ValueError, match="dataset has 3 channels but the model's first layer takes 1"):
+    with pytest.raises(ValueError, match="cannot take|has 3 channels"):
         fv.top_activating_examples(model, 0, X.repeat(1, 3, 1, 1), k=3)
     with pytest.raises(TypeError, match="k must be an int"):
         fv.top_activating_examples(model, 0, X, k=2.5)
@@ -338,7 +344,7 @@ def test_device_none_means_current_device(cpu_device, monkeypatch, digits):
     with pytest.raises(RuntimeError):
         xdevice.get_device(None)
     assert xdevice.current_device() == torch.device("cpu")
-    r = fv.activation_maximization(model, [0, 1], split.image_shape, steps=5, p="inf", radius=0.5, center=0.5)
+    r = fv.activation_maximization(model, [0, 1], split.image_shape, n_steps=5, p="inf", radius=0.5, center=0.5)
     assert r.x.device.type == "cpu" and torch.isfinite(r.final_objective).all()
     idx, vals = fv.top_activating_examples(model, 2, split.X_test, k=3)
     with torch.no_grad():
@@ -346,7 +352,7 @@ def test_device_none_means_current_device(cpu_device, monkeypatch, digits):
     assert next(model.parameters()).device.type == "cpu"
     # an explicit device is honoured (and fails clearly when it is not there)
     with pytest.raises(RuntimeError, match="not available"):
-        fv.activation_maximization(model, 0, split.image_shape, steps=2, device=missing)
+        fv.activation_maximization(model, 0, split.image_shape, n_steps=2, device=missing)
     with pytest.raises(RuntimeError, match="not available"):
         fv.top_activating_examples(model, 0, split.X_test, k=2, device=missing)
 
@@ -376,7 +382,7 @@ def test_constraint_holds_on_course_models(name, p, digits, shapes):
         radius = 0.3
         kw = dict(tv_weight=0.0)
     objs = [0, fv.channel("conv2", 3), fv.neuron("conv3", 1, 1, 1), fv.channel("conv1", 2, "sum", squared=True)]
-    r = fv.activation_maximization(model, objs, split.image_shape, steps=40, lr=0.2, p=p, radius=radius,
+    r = fv.activation_maximization(model, objs, split.image_shape, n_steps=40, lr=0.2, p=p, radius=radius,
                                    center=0.5, jitter=1, blur_every=5, blur_sigma=0.5, seed=3, **kw)
     assert r.x.shape == (4,) + split.image_shape
     assert (cs.lp_norm(r.x, p, center=0.5) <= radius + 1e-6).all()
@@ -426,7 +432,7 @@ def test_unregularised_result_is_noisier_than_the_data(grids, shapes):
 
 def test_seeded_and_history(digits):
     model, split = digits
-    kw = dict(steps=30, lr=0.2, p="inf", radius=0.5, center=0.5, jitter=1, init_std=0.05)
+    kw = dict(n_steps=30, lr=0.2, p="inf", radius=0.5, center=0.5, jitter=1, init_std=0.05)
     a = fv.activation_maximization(model, [1, 2], split.image_shape, seed=7, **kw)
     b = fv.activation_maximization(model, [1, 2], split.image_shape, seed=7, **kw)
     c = fv.activation_maximization(model, [1, 2], split.image_shape, seed=8, **kw)
@@ -443,7 +449,7 @@ def test_seeded_and_history(digits):
 
 def test_tv_sweep_rows_match_single_runs(digits):
     model, split = digits
-    st = fv.course_settings("digits", steps=20)
+    st = fv.course_settings("digits", n_steps=20)
     sw = fv.tv_sweep(model, [0, 1], split.image_shape, [0.0, 0.4], **st)
     single = fv.activation_maximization(model, [0, 1], split.image_shape, **{**st, "tv_weight": 0.4})
     assert torch.allclose(sw["activation"][1], single.final_objective)
@@ -488,7 +494,7 @@ def test_tiny_model_on_cpu_leaves_model_unchanged():
     torch.manual_seed(0)
     m = SmallCNN(1, 3, width=4).train()
     before = {k: v.clone() for k, v in m.state_dict().items()}
-    fv.activation_maximization(m, [0, 1, 2], (1, 8, 8), steps=5, device="cpu")
+    fv.activation_maximization(m, [0, 1, 2], (1, 8, 8), n_steps=5, device="cpu")
     assert m.training
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert all(p.grad is None for p in m.parameters())
@@ -535,7 +541,7 @@ def test_featurevis_panel_runs_the_tested_functions(shapes):
 
     model, split = shapes
     st = fv.course_settings("shapes")
-    box = widgets.featurevis_panel(model, split.X_test[:50], st, steps=20, k=3)
+    box = widgets.featurevis_panel(model, split.X_test[:50], st, n_steps=20, k=3)
     c = box.controls
     c["layer"].value = "conv2"
     assert c["unit"].max == 31                      # conv2 has 32 channels
@@ -543,6 +549,72 @@ def test_featurevis_panel_runs_the_tested_functions(shapes):
     c["jitter"].value = 1
     res = box.redraw()
     direct = fv.activation_maximization(model, fv.channel("conv2", 5), (3, 32, 32),
-                                        **{**st, "steps": 20, "jitter": 1, "blur_every": 0, "blur_sigma": 0.5})
+                                        **{**st, "n_steps": 20, "jitter": 1, "blur_every": 0, "blur_sigma": 0.5})
     assert torch.equal(res.x, direct.x)
     assert res.objectives[0] == fv.channel("conv2", 5)
+
+
+def test_blur_is_maps_blur_with_the_old_radius():
+    """featurevis' blur = maps.gaussian_blur(truncate=2.0): the old kernel of half-width ⌈2σ⌉."""
+    x = torch.rand(1, 1, 9, 9, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for sigma in (0.5, 1.0, 1.3):
+        half = math.ceil(2 * sigma)
+        t = torch.arange(-half, half + 1, dtype=torch.float64)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = k / k.sum()
+        y = torch.nn.functional.pad(x, (half,) * 4, mode="reflect")
+        y = torch.nn.functional.conv2d(torch.nn.functional.conv2d(y, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+        assert torch.allclose(fv.gaussian_blur(x, sigma), y, atol=1e-15)
+        assert torch.equal(fv.gaussian_blur(x, sigma), maps.gaussian_blur(x, sigma, truncate=2.0))
+
+
+def test_probe_findings_are_refused_by_name():
+    """Issue #25's probe on featurevis: options named in the error, a train-mode BatchNorm untouched."""
+    torch.manual_seed(0)
+    bn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.BatchNorm2d(2), torch.nn.ReLU(),
+                             torch.nn.Flatten(), torch.nn.Linear(2 * 8 * 8, 3)).train()
+    x = torch.rand(4, 1, 8, 8)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    v = fv.evaluate_objective(bn, fv.channel("0", 1), x)
+    assert all(torch.equal(before[k], t) for k, t in bn.state_dict().items()) and bn.training
+    with torch.no_grad():
+        bn.eval()
+        assert torch.allclose(v, bn[0](x)[:, 1].mean((1, 2)))
+    for bad, exc in ((-1, ValueError), (1.5, TypeError), (True, TypeError), ("1", TypeError)):
+        with pytest.raises(exc, match="k must"):
+            fv.class_logit(bad)
+        with pytest.raises(exc, match="c must"):
+            fv.channel("0", bad)
+        with pytest.raises(exc, match="i must"):
+            fv.neuron("0", 0, bad, 1)
+        with pytest.raises(exc, match="j must"):
+            fv.neuron("0", 0, 1, bad)
+    assert fv.class_logit(np.int64(2)) == fv.class_logit(2)
+    with pytest.raises(ValueError, match="seed must be"):
+        fv.activation_maximization(bn, 0, (1, 8, 8), n_steps=1, seed=-1)
+    with pytest.raises(TypeError, match="progress must be"):
+        fv.activation_maximization(bn, 0, (1, 8, 8), n_steps=1, progress="yes")
+    with pytest.raises(TypeError, match="inputs must be"):
+        fv.top_activating_examples(bn, 0, "images", k=1)
+    with pytest.warns(DeprecationWarning):
+        old = fv.activation_maximization(bn, 0, (1, 8, 8), steps=2)
+    assert torch.equal(old.x, fv.activation_maximization(bn, 0, (1, 8, 8), n_steps=2).x)
+    with pytest.raises(TypeError, match="n_steps"):
+        fv.activation_maximization(bn, 0, (1, 8, 8), steps=2, n_steps=2)
+    with pytest.warns(DeprecationWarning):
+        assert fv.course_settings("digits", n_steps=7) == fv.course_settings("digits", steps=7)
+    with pytest.raises(ValueError, match="dataset"):
+        fv.course_settings("digts")
+
+
+def test_constraints_name_inputs_and_refuse_nan_p():
+    x = torch.rand(2, 3)
+    for bad in (float("nan"), 3, "two", None):
+        with pytest.raises(ValueError, match="p must be 2 or inf"):
+            cs.lp_norm(x, bad)
+    with pytest.raises(ValueError, match="inputs is empty"):
+        cs.project_lp(x[:0], 1.0)
+    with pytest.raises(ValueError, match="center must be a scalar or broadcastable to inputs"):
+        cs.lp_norm(x, 2, torch.zeros(3, 2))
+    with pytest.warns(DeprecationWarning):
+        assert torch.equal(cs.project_lp(x=x, radius=0.1), cs.project_lp(x, 0.1))

@@ -202,9 +202,9 @@ def test_lissa_divergence_names_a_scale(logreg):
 
 def test_argument_errors(logreg):
     model, loss, X, y, Xt, yt, _ = logreg
-    with pytest.raises(ValueError, match="train_targets"):
+    with pytest.raises(ValueError, match="train_labels"):
         influence(model, loss, X, y[:-1], Xt, yt, l2=L2)
-    with pytest.raises(ValueError, match="test_targets"):
+    with pytest.raises(ValueError, match="test_labels"):
         influence(model, loss, X, y, Xt, yt[:1], l2=L2)
     with pytest.raises(ValueError, match="method"):
         influence(model, loss, X, y, Xt, yt, l2=L2, method="newton")

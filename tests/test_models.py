@@ -110,3 +110,32 @@ def test_fine_tuning_keeps_weights_and_has_its_own_cache_key(tmp_cache):
     assert torch.allclose(ft.model.linear.weight, w0, atol=1e-4)
     fresh = models.train(models.LogisticRegression(64, 10), X, y, epochs=1, lr=1e-6, progress=False)
     assert not torch.allclose(fresh.model.linear.weight, w0, atol=1e-2)
+
+
+# ------------------------------------------------------------------ the package split (issue #25)
+def test_models_package_keeps_every_public_name_and_the_cache_keys(tmp_cache):
+    """``models.py`` became ``models/`` (architectures, training, zoo, text): the same names from
+    ``xaicourse.models``, and cache files named as before the split (measured with the old module:
+    these three names), so every cached course model stays valid."""
+    from xaicourse.models import architectures, text, training, zoo
+    for name in models.__all__:
+        assert hasattr(models, name), name
+    assert models.SmallCNN is architectures.SmallCNN and models.train is training.train
+    assert models.course_model is zoo.course_model and models.TextClassifier is text.TextClassifier
+    X = torch.linspace(0, 1, 20 * 64).reshape(20, 1, 8, 8)
+    y = torch.arange(20) % 10
+    for m in (models.LogisticRegression(64, 10), models.SmallCNN(1, 10, width=4), models.MLP(64, 10)):
+        models.train(m, X, y, epochs=1, progress=False, device="cpu")
+    assert sorted(p.name for p in tmp_cache.iterdir()) == [
+        "LogisticRegression-0dcacf36dc55bc3b93ea.pt", "MLP-1bf4c236d16fa2c35c04.pt", "SmallCNN-f647ba6e8b479a584375.pt"]
+
+
+def test_course_model_validates_its_arguments():
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        models.course_model("mnist")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        models.course_model("digits", kind="resnet")
+    with pytest.raises(TypeError, match="progress"):
+        models.course_model("digits", progress="no")
+    with pytest.raises(TypeError, match="seed"):
+        models.course_model("digits", seed=1.5)

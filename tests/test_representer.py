@@ -68,10 +68,11 @@ def test_mislabel_detection_by_alpha(setup):
 
 def test_errors(setup):
     model, sp = setup
+    X3, y3 = torch.randn(30, 16), torch.arange(30) % 3
+    with pytest.raises(ValueError, match="l2"):      # sklearn rule: validated by fit, not __init__
+        RepresenterPoints(l2=0).fit(X3, y3)
     with pytest.raises(ValueError, match="l2"):
-        RepresenterPoints(l2=0)
-    with pytest.raises(ValueError, match="l2"):
-        RepresenterPoints(l2=-1.0)
+        RepresenterPoints(l2=-1.0).fit(X3, y3)
     rp = RepresenterPoints()
     with pytest.raises(NotFittedError, match="fit"):
         rp.decompose(torch.zeros(2, 16))
@@ -80,5 +81,7 @@ def test_errors(setup):
         rp.decompose(torch.zeros(2, 15))
     with pytest.raises(ValueError, match="kind"):
         rp.top_representers(torch.zeros(2, 16), 2, kind="neutral")
-    with pytest.raises(TypeError):
-        rp.fit(torch.randn(30, 16), [0] * 30)
+    with pytest.raises(TypeError, match="y"):
+        rp.fit(torch.randn(30, 16), [0.5] * 30)
+    with pytest.raises(ValueError, match="y"):
+        rp.fit(torch.randn(30, 16), torch.arange(30) % 3, n_classes=2)

@@ -179,7 +179,7 @@ def test_mislabel_detection_beats_random_small_run(digits):
 
 def test_backdoor_helpers(digits):
     bd = plant_backdoor(digits.X_train, digits.y_train, 10, target_class=0, size=2, seed=1)
-    assert bd.poisoned.sum() == 10 and (bd.targets[bd.poisoned] == 0).all()
+    assert bd.poisoned.sum() == 10 and (bd.labels[bd.poisoned] == 0).all()
     assert (digits.y_train[bd.poisoned] != 0).all()
     assert (bd.inputs[bd.poisoned][..., -2:, -2:] == 1).all()
     assert torch.equal(bd.inputs[~bd.poisoned], digits.X_train[~bd.poisoned])

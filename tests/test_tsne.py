@@ -482,3 +482,30 @@ def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         check(estimator)
+
+
+def test_probe_findings_are_refused_by_name():
+    """Issue #25's probe on the t-SNE pieces: negative / unnormalised probabilities, a bad
+    exaggeration and empty data are refused with the argument's name (no silent result)."""
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy(rng.random((12, 5)))
+    D = T.squared_distances(X)
+    Pc = conditional_probabilities(D, perplexity=3.0)
+    P = joint_probabilities(Pc)
+    Y = torch.from_numpy(rng.random((12, 2)))
+    with pytest.raises(ValueError, match="P_cond"):
+        joint_probabilities(Pc - 1)
+    with pytest.raises(ValueError, match="P_cond's rows must each sum to 1"):
+        joint_probabilities(Pc[:-1, :-1])
+    for f in (kl_divergence, T.kl_gradient):
+        with pytest.raises(ValueError, match="P must hold"):
+            f(P - 1, Y)
+    for bad, exc in ((float("nan"), ValueError), (float("inf"), ValueError), (-1.0, ValueError), (True, TypeError),
+                     ("4", TypeError), (None, TypeError)):
+        with pytest.raises(exc, match="exaggeration"):
+            T.kl_gradient(P, Y, exaggeration=bad)
+    with pytest.raises(ValueError, match="X is empty"):
+        T.squared_distances(torch.zeros(0, 5))
+    with pytest.raises(ValueError, match="X must hold at least 2 points"):
+        T.pca_init(torch.zeros(0, 5))
+    assert torch.allclose(T.kl_gradient(P, Y, exaggeration=np.float64(4.0)), T.kl_gradient(P, Y, exaggeration=4.0))

@@ -44,3 +44,33 @@ def test_image_grid_layout():
     assert [a.get_title() for a in fig.axes[:3]] == ["0", "1", "2"]
     with pytest.raises(ValueError, match="empty"):
         viz.image_grid(torch.rand(0, 1, 8, 8))
+
+
+def test_bad_arguments_are_refused_by_name():
+    """Issue #25's probe on viz: NaN/inf/empty maps, alpha, reduce and mismatched sizes are refused."""
+    from xaicourse import maps
+    assert viz.to_numpy_image is maps.to_numpy_image      # one image-to-numpy
+    a = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    for bad in (a.clone().fill_(float("nan")), a.clone().fill_(float("inf")), torch.zeros(0), a[None, None], None, "a"):
+        with pytest.raises((ValueError, TypeError), match="attr"):
+            viz.seismic_values(bad)
+    with pytest.raises(ValueError, match="reduce"):
+        viz.seismic_values(a, reduce="sum_square")
+    assert np.array_equal(viz.seismic_values(a.numpy()), viz.seismic_values(a))
+    assert np.array_equal(viz.seismic_values(a.tolist(), reduce="sum"), viz.seismic_values(a, reduce="sum"))
+    img = torch.rand(3, 8, 8)
+    for bad in (True, "0.5", None, float("nan"), 1.5):
+        with pytest.raises((ValueError, TypeError), match="alpha"):
+            viz.overlay(img, a, alpha=bad)
+    with pytest.raises(ValueError, match="image"):
+        viz.overlay(img.clone().fill_(float("nan")), a)
+    with pytest.raises(ValueError, match="same height and width"):
+        viz.overlay(torch.rand(1, 4, 4), a)
+    with pytest.raises(ValueError, match="labels"):
+        viz.embedding_scatter(np.zeros((5, 2)), labels=[0, 1])
+    with pytest.raises(ValueError, match="Y"):
+        viz.embedding_scatter(np.full((5, 2), np.nan))
+    with pytest.raises(TypeError, match="n_thumbs"):
+        viz.embedding_scatter(np.zeros((5, 2)), n_thumbs=2.5)
+    with pytest.raises(TypeError, match="ncols"):
+        viz.image_grid(torch.rand(2, 1, 4, 4), ncols=1.5)

@@ -56,11 +56,11 @@ def test_internal_panel(digits):
     p = internal_panel(model, x, t, layers=("conv3", "fc1"), n_steps=8)
     assert p.controls["contrast"].disabled
     p.controls["layer"].value = "fc1"
-    ref = internal_influence(model, x[None], t, "fc1", n_steps=8)[0]
+    ref = internal_influence(model, x[None], t, layer="fc1", n_steps=8)[0]
     assert torch.allclose(p.state["influence"], ref, atol=1e-6)
     assert p.state["top_units"][0] == int(ref.argmax())
     p.controls["quantity"].value = "comparative"
     assert not p.controls["contrast"].disabled
     p.controls["contrast"].value = (t + 3) % 10
-    ref = internal_influence(model, x[None], t, "fc1", n_steps=8, contrast=(t + 3) % 10)[0]
+    ref = internal_influence(model, x[None], t, layer="fc1", n_steps=8, contrast=(t + 3) % 10)[0]
     assert torch.allclose(p.state["influence"], ref, atol=1e-6) and p.state["contrast"] == (t + 3) % 10

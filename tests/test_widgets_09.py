@@ -30,7 +30,7 @@ def test_tcav_panel(setup):
     p.controls["layer"].value = "relu2"
     p.controls["target"].value = 2
     s = p.state
-    ref = tcav(m, "relu2", {"patch": bright}, rnd, x[y == 2], 2, n_random=3)["patch"]
+    ref = tcav(m, x[y == 2], 2, layer="relu2", concepts={"patch": bright}, random_sets=rnd, n_random=3)["patch"]
     assert s.layer == "relu2" and s.target == 2
     assert s.score == pytest.approx(ref.score) and s.p_value == pytest.approx(ref.p_value)
     assert list(s.scores) == list(ref.scores)

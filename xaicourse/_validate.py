@@ -132,3 +132,26 @@ def check_labels(name: str, y, n: int, n_classes: int | None = None) -> torch.Te
         raise ValueError(f"{name} must lie in [0, {n_classes}) for a model with {n_classes} outputs, "
                          f"got values from {int(y.min())} to {int(y.max())}")
     return y.long()
+
+
+def renamed(**old_to_new):
+    """Decorator: keep old keyword names as deprecated aliases, ``@renamed(x="inputs")``.
+
+    A call with the old name warns (DeprecationWarning) and forwards to the new one; giving both
+    is a TypeError. The signature shown by ``inspect`` is the new one."""
+    import functools
+    import warnings
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            for old, new in old_to_new.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(f"{fn.__name__}: give {new}= only ({old}= is its deprecated old name)")
+                    warnings.warn(f"{fn.__name__}({old}=...) is deprecated; use {new}=", DeprecationWarning,
+                                  stacklevel=2)
+                    kwargs[new] = kwargs.pop(old)
+            return fn(*args, **kwargs)
+        return wrapper
+    return deco

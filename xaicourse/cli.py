@@ -19,7 +19,11 @@ def main(argv=None) -> int:
     b.add_argument("--instructor", action="store_true",
                    help="also execute the solutions and publish them in a marked section (never give this site to students)")
     b.add_argument("--only", default=None, help="only notebooks whose name contains this text")
-    b.add_argument("--jobs", "-j", type=int, default=1, help="notebooks to run at once (default 1)")
+    b.add_argument("--jobs", "-j", type=int, default=None,
+                   help="notebooks to run at once (default: one per core, as many as the free memory holds)")
+    b.add_argument("--deadline", type=float, default=None,
+                   help="seconds a notebook may run in all (default 1200 quick, 3600 full); then it is stopped "
+                        "and reported, and the build goes on")
     e = sub.add_parser("exercises", help="regenerate exercises/ from solutions/ with nbgrader")
     e.add_argument("names", nargs="*", help="only these exercises (default: all)")
     sub.add_parser("check", help="fail when exercises/ is out of sync or a notebook carries outputs")
@@ -67,7 +71,8 @@ def main(argv=None) -> int:
     if args.cmd == "build":
         try:
             results = course.build(root, Path(args.out) if args.out else None, quick=args.quick,
-                                   only=args.only, jobs=args.jobs, instructor=args.instructor)
+                                   only=args.only, jobs=args.jobs, instructor=args.instructor,
+                                   deadline=args.deadline)
         except (ValueError, RuntimeError) as err:
             print(f"xaicourse: {err}", file=sys.stderr)
             return 2

@@ -32,16 +32,17 @@ A **linear probe** (``linear_probe``) asks a different question of the same laye
 accuracy says the information is there, not that the model *uses* it — TCAV's directional
 derivative looks at the use.
 
-Public API
+Public API (the package's vocabulary: ``inputs``, ``target`` with None = the predicted class,
+``layer=`` keyword-only; the old calls with the layer second still work, with a DeprecationWarning)
     CAV                                              — (vector (D,), accuracy, layer, bias)
-    layer_activations(model, layer, inputs)          — f_l(x) flattened, (N, D)
-    concept_activation_vector(model, layer, concept_inputs, random_inputs, seed=0, C=1.0)
-    directional_derivatives(model, layer, cav, inputs, target)   — S_{C,k,l}(x), (N,)
-    tcav_score(model, layer, cav, inputs, target)    — fraction of S > 0
-    tcav(model, layer, concepts, random_sets, inputs, target, n_random=10, seed=0,
+    layer_activations(model, inputs, *, layer)       — f_l(x), (N, *layer shape) (``_torch``'s)
+    concept_activation_vector(model, concept_inputs, random_inputs, *, layer, seed=0, C=1.0)
+    directional_derivatives(model, inputs, target, *, layer, cav)   — S_{C,k,l}(x), (N,)
+    tcav_score(model, inputs, target, *, layer, cav) — fraction of S > 0
+    tcav(model, inputs, target, *, layer, concepts, random_sets, n_random=10, seed=0,
          random_concepts=None) → {name: TCAVResult}
     intervention_effect(model, inputs, apply_concept, target) → Intervention(delta, before, after)
-    linear_probe(model, layer, inputs, labels, seed=0) → ProbeResult
+    linear_probe(model, inputs, labels, *, layer, seed=0) → ProbeResult
 """
 from __future__ import annotations
 
@@ -51,8 +52,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ._torch import capture, check_inputs, check_model, eval_on, resolve_layer, scores, select, target_index
-from ._validate import check_int, check_real
+import warnings
+
+from torch import nn
+
+from ._torch import (check_inputs, check_model, eval_on, layer_activations as _layer_activations, layer_keyword,
+                     resolve_layer, resolve_target, scores, select, target_gradient)
+from ._validate import as_tensor, check_bool, check_int, check_real
 
 __all__ = ["CAV", "TCAVResult", "ProbeResult", "MIN_CONCEPT_EXAMPLES", "layer_activations",
            "concept_activation_vector", "directional_derivatives", "tcav_score", "tcav", "Intervention",
@@ -115,26 +121,31 @@ def _check_set(name: str, model, x) -> torch.Tensor:
     return x
 
 
-def layer_activations(model, layer, inputs, batch_size: int = 256) -> torch.Tensor:
-    """f_l(x) for each input, flattened: (N, ...) → (N, D) float tensor (detached, on CPU)."""
-    check_model(model)
-    key = _layer_key(model, layer)
-    x = check_inputs(model, inputs)
-    out = []
-    with eval_on(model, freeze=True), torch.no_grad(), capture(model, key) as acts:
-        for s in range(0, len(x), batch_size):
-            model(x[s:s + batch_size])
-            out.append(acts[key].reshape(len(x[s:s + batch_size]), -1).detach().cpu())
-    return torch.cat(out)
+def layer_activations(model, inputs, *args, layer=None, batch_size: int | None = 256) -> torch.Tensor:
+    """f_l(x): ``_torch.layer_activations(model, inputs, layer=...)`` — (N, *layer shape) on the
+    inputs' device. The old call ``layer_activations(model, layer, inputs)`` still works (with a
+    DeprecationWarning) and returns what it returned: (N, D) flattened, on the CPU."""
+    if isinstance(inputs, (str, nn.Module)) and layer is None:
+        if len(args) != 1:
+            raise TypeError("layer_activations(model, inputs, *, layer=..., batch_size=256)")
+        warnings.warn("layer_activations(model, layer, inputs) is deprecated; use layer_activations(model, inputs, "
+                      "layer=...) (it returns the unflattened (N, *layer shape) on the inputs' device)",
+                      DeprecationWarning, stacklevel=2)
+        return _flat_acts(model, inputs, args[0], batch_size)
+    if args or layer is None:
+        raise TypeError("layer_activations(model, inputs, *, layer=..., batch_size=256)")
+    return _layer_activations(model, inputs, layer=layer, batch_size=batch_size)
+
+
+def _flat_acts(model, layer, inputs, batch_size=256) -> torch.Tensor:
+    """f_l(x) flattened: (N, D), detached, on the CPU (what CAVs are trained on)."""
+    a = _layer_activations(model, inputs, layer=layer, batch_size=batch_size)
+    return a.reshape(len(a), -1).cpu()
 
 
 def _layer_grads(model, key, x, target) -> torch.Tensor:
     """∇_{f_l} f_t for each input, (N, D): the gradient of the class logit at the layer output."""
-    with eval_on(model, freeze=True), capture(model, key) as acts, torch.enable_grad():
-        out = scores(model, x.detach().clone().requires_grad_(True))   # builds the graph to the layer
-        t = target_index(target, len(x), out.shape[1])
-        (g,) = torch.autograd.grad(select(out, t).sum(), acts[key])
-    return g.reshape(len(x), -1)
+    return target_gradient(model, x, target, layer=key).reshape(len(x), -1)
 
 
 def _cav_vector(model, key, cav) -> torch.Tensor:
@@ -144,7 +155,10 @@ def _cav_vector(model, key, cav) -> torch.Tensor:
         cav = cav.vector
     if not isinstance(cav, torch.Tensor):
         raise TypeError(f"cav must be a CAV or a (D,) tensor, got {type(cav).__name__}")
-    return cav.reshape(-1)
+    v = as_tensor("cav", cav, finite=True).reshape(-1)     # a NaN CAV would score 0.0 silently
+    if not bool((v != 0).any()):
+        raise ValueError("cav is the zero vector: it has no direction")
+    return v
 
 
 # ------------------------------------------------------------------ CAV
@@ -157,7 +171,8 @@ def _fit_logistic(Xtr: np.ndarray, ytr: np.ndarray, C: float):
         return LogisticRegression(C=C, max_iter=2000).fit(Xtr, ytr)
 
 
-def concept_activation_vector(model, layer, concept_inputs, random_inputs, seed: int = 0, C: float = 1.0,
+@layer_keyword(("layer", "concept_inputs", "random_inputs", "seed", "C", "test_fraction"))
+def concept_activation_vector(model, concept_inputs, random_inputs, *, layer, seed: int = 0, C: float = 1.0,
                               test_fraction: float = 0.33) -> CAV:
     """Train a CAV: logistic regression (L2, strength 1/C, intercept) separating the layer's
     activations of ``concept_inputs`` (label 1) from those of ``random_inputs`` (label 0).
@@ -171,11 +186,11 @@ def concept_activation_vector(model, layer, concept_inputs, random_inputs, seed:
     key = _layer_key(model, layer)
     xc = _check_set("concept_inputs", model, concept_inputs)
     xr = _check_set("random_inputs", model, random_inputs)
-    seed = check_int("seed", seed)
+    seed = check_int("seed", seed, min=0)
     C = check_real("C", C, min=0.0, min_inclusive=False)
     test_fraction = check_real("test_fraction", test_fraction, min=0.0, max=0.5, min_inclusive=False)
-    ac = layer_activations(model, key, xc).double().numpy()
-    ar = layer_activations(model, key, xr).double().numpy()
+    ac = _flat_acts(model, key, xc).double().numpy()
+    ar = _flat_acts(model, key, xr).double().numpy()
     return _cav_from_acts(ac, ar, key, seed, C, test_fraction)
 
 
@@ -202,37 +217,39 @@ def _cav_from_acts(ac: np.ndarray, ar: np.ndarray, key: str, seed: int, C: float
 
 
 # ------------------------------------------------------------------ TCAV
-def directional_derivatives(model, layer, cav, inputs, target, batch_size: int = 256) -> torch.Tensor:
+@layer_keyword(("layer", "cav", "inputs", "target", "batch_size"))
+def directional_derivatives(model, inputs, target=None, *, layer, cav, batch_size: int = 256) -> torch.Tensor:
     """S_{C,k,l}(x) = ∇h_{l,k}(f_l(x)) · v_C^l for each input: (N, ...) → (N,) float tensor (CPU).
 
     cav: a ``CAV`` trained at ``layer`` or a (D,) vector (D = elements of the layer output).
-    target: class k (int or one int per input). The gradient is that of the logit model(x)[k]
-    with respect to the layer's output.
+    target: class k (int, one int per input, or None = the predicted class). The gradient is that
+    of the logit model(x)[k] with respect to the layer's output.
     """
     check_model(model)
     key = _layer_key(model, layer)
     x = check_inputs(model, inputs)
     v = _cav_vector(model, key, cav)
-    tt = target if isinstance(target, int) else torch.as_tensor(target).reshape(-1)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    tt = resolve_target(model, x, target)
     out = []
     for s in range(0, len(x), batch_size):
         xb = x[s:s + batch_size]
-        tb = tt if isinstance(tt, int) or tt.numel() == 1 else tt[s:s + batch_size]
-        g = _layer_grads(model, key, xb, tb)
+        g = _layer_grads(model, key, xb, tt[s:s + batch_size])
         if g.shape[1] != v.numel():
             raise ValueError(f"cav has {v.numel()} entries but layer {key!r} has {g.shape[1]} activations")
         out.append((g @ v.to(g)).detach().cpu())
     return torch.cat(out)
 
 
-def tcav_score(model, layer, cav, inputs, target) -> float:
+@layer_keyword(("layer", "cav", "inputs", "target"))
+def tcav_score(model, inputs, target=None, *, layer, cav) -> float:
     """TCAV_{C,k,l} = fraction of ``inputs`` with S_{C,k,l}(x) > 0 (a number in [0, 1]).
 
     ``inputs`` should be examples of class ``target`` (the score asks: for how many of them does
     the concept push the prediction towards k?). Equals captum's ``TCAV(...).interpret(...)``
     ``["sign_count"]`` for the same CAV and inputs.
     """
-    return float((directional_derivatives(model, layer, cav, inputs, target) > 0).float().mean())
+    return float((directional_derivatives(model, inputs, target, layer=layer, cav=cav) > 0).float().mean())
 
 
 def _ttest(a: np.ndarray, b: np.ndarray) -> float:
@@ -247,7 +264,9 @@ def _ttest(a: np.ndarray, b: np.ndarray) -> float:
         return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: int = 10, seed: int = 0,
+@layer_keyword(("layer", "concepts", "random_sets", "inputs", "target", "n_random", "seed", "C", "progress",
+                "random_concepts"))
+def tcav(model, inputs, target=None, *, layer, concepts: dict, random_sets, n_random: int = 10, seed: int = 0,
          C: float = 1.0, progress: bool = False, random_concepts=None) -> dict:
     """TCAV with its significance test for each concept.
 
@@ -275,6 +294,8 @@ def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: in
     check_model(model)
     key = _layer_key(model, layer)
     n_random = check_int("n_random", n_random, min=2)
+    seed = check_int("seed", seed, min=0)
+    progress = check_bool("progress", progress)
     if not isinstance(concepts, dict) or not concepts:
         raise TypeError("concepts must be a non-empty dict {name: inputs, or a function adding the concept}")
     random_sets = list(random_sets)
@@ -303,23 +324,23 @@ def tcav(model, layer, concepts: dict, random_sets, inputs, target, n_random: in
         if not callable(cx):
             _check_set(f"concepts[{name!r}]", model, cx)
     # activations of every set and the layer gradients of the inputs, computed once
-    acts = {i: layer_activations(model, key, r).double().numpy() for i, r in enumerate(random_sets[:n_sets])}
-    grads = torch.cat([_layer_grads(model, key, x[s:s + 256], target if isinstance(target, int) or
-                                    torch.as_tensor(target).numel() == 1 else torch.as_tensor(target)[s:s + 256])
+    acts = {i: _flat_acts(model, key, r).double().numpy() for i, r in enumerate(random_sets[:n_sets])}
+    tt = resolve_target(model, x, target)
+    grads = torch.cat([_layer_grads(model, key, x[s:s + 256], tt[s:s + 256])
                        for s in range(0, len(x), 256)]).detach().cpu()
     distinct = {id(r): r for r in rand_concepts}        # one set repeated n times when random_concepts is None
-    rand_acts = {i: layer_activations(model, key, r).double().numpy() for i, r in distinct.items()}
+    rand_acts = {i: _flat_acts(model, key, r).double().numpy() for i, r in distinct.items()}
 
     def concept_acts(name, cx):
         if not callable(cx):
-            return [layer_activations(model, key, cx).double().numpy()] * n_random
+            return [_flat_acts(model, key, cx).double().numpy()] * n_random
         made = {}
         for i, r in distinct.items():                   # a paired concept: the random concept + the concept
             c = cx(r.clone())
             if not isinstance(c, torch.Tensor) or c.shape != r.shape:
                 raise ValueError(f"concepts[{name!r}] is a function, so it must return a batch of the random "
                                  f"concept's shape {tuple(r.shape)}, got {getattr(c, 'shape', type(c).__name__)}")
-            made[i] = layer_activations(model, key, c).double().numpy()
+            made[i] = _flat_acts(model, key, c).double().numpy()
         return [made[id(r)] for r in rand_concepts]
 
     items = [(name, concept_acts(name, cx)) for name, cx in concepts.items()]
@@ -354,12 +375,12 @@ class Intervention(NamedTuple):
     after: float
 
 
-def intervention_effect(model, inputs, apply_concept, target, batch_size: int = 256) -> Intervention:
+def intervention_effect(model, inputs, apply_concept, target=None, batch_size: int = 256) -> Intervention:
     """The ground truth TCAV approximates: put the concept INTO the inputs and watch the logit.
 
     apply_concept: a function (N, ...) → (N, ...) that adds the concept to a batch (e.g. stamps the
     watermark). Returns ``Intervention(delta = f_k(apply(x)) − f_k(x) per input, before, after)``,
-    with k = ``target``. TCAV is first-order and local (a directional derivative at f_l(x), its
+    with k = ``target`` (int, one per input, or None = the predicted class). TCAV is first-order and local (a directional derivative at f_l(x), its
     sign only); this is the whole, finite change — the two can disagree (lecture 09 §5).
     """
     check_model(model)
@@ -367,6 +388,8 @@ def intervention_effect(model, inputs, apply_concept, target, batch_size: int = 
         raise TypeError(f"apply_concept must be a function that adds the concept to a batch, "
                         f"got {type(apply_concept).__name__}")
     x = check_inputs(model, inputs)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    tt = resolve_target(model, x, target)
     d, b, a = [], [], []
     with eval_on(model, freeze=True), torch.no_grad():
         for s in range(0, len(x), batch_size):
@@ -375,8 +398,11 @@ def intervention_effect(model, inputs, apply_concept, target, batch_size: int = 
             if not isinstance(xc, torch.Tensor) or xc.shape != xb.shape:
                 raise ValueError(f"apply_concept must return a tensor of the batch's shape {tuple(xb.shape)}, "
                                  f"got {getattr(xc, 'shape', type(xc).__name__)}")
-            o0, o1 = scores(model, xb), scores(model, xc.to(xb))
-            t = target_index(target, len(xb), o0.shape[1])
+            xc = xc.to(xb)
+            if not torch.isfinite(xc).all():
+                raise ValueError("apply_concept returned NaN or inf values")
+            o0, o1 = scores(model, xb), scores(model, xc)
+            t = tt[s:s + batch_size]
             d.append((select(o1, t) - select(o0, t)).cpu())
             b.append((o0.argmax(1) == t).cpu())
             a.append((o1.argmax(1) == t).cpu())
@@ -384,7 +410,8 @@ def intervention_effect(model, inputs, apply_concept, target, batch_size: int = 
 
 
 # ------------------------------------------------------------------ probing
-def linear_probe(model, layer, inputs, labels, seed: int = 0, C: float = 1.0,
+@layer_keyword(("layer", "inputs", "labels", "seed", "C", "test_fraction"))
+def linear_probe(model, inputs, labels, *, layer, seed: int = 0, C: float = 1.0,
                  test_fraction: float = 0.33) -> ProbeResult:
     """Held-out accuracy of a multinomial logistic-regression probe reading ``labels`` (N,) from
     the layer's activations of ``inputs`` (N, ...). ``baseline`` is the majority-class rate of
@@ -395,13 +422,15 @@ def linear_probe(model, layer, inputs, labels, seed: int = 0, C: float = 1.0,
     check_model(model)
     key = _layer_key(model, layer)
     x = check_inputs(model, inputs)
-    y = np.asarray(torch.as_tensor(labels).cpu()).reshape(-1)
-    if len(y) != len(x):
-        raise ValueError(f"labels must have one entry per input ({len(x)}), got {len(y)}")
+    from ._validate import check_labels
+
+    y = check_labels("labels", labels, len(x)).cpu().numpy()
     if len(np.unique(y)) < 2:
         raise ValueError("labels must contain at least two classes")
-    seed = check_int("seed", seed)
-    a = layer_activations(model, key, x).double().numpy()
+    seed = check_int("seed", seed, min=0)
+    test_fraction = check_real("test_fraction", test_fraction, min=0.0, max=1.0, min_inclusive=False,
+                               max_inclusive=False)
+    a = _flat_acts(model, key, x).double().numpy()
     Xtr, Xte, ytr, yte = train_test_split(a, y, test_size=test_fraction, random_state=seed, stratify=y)
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):

@@ -30,10 +30,11 @@ or a tensor broadcastable to the batch, e.g. the original images of an attack).
 
 Public API
     SUPPORTED_P                                       — (2, inf)
-    lp_norm(x, p, center)                             — ‖x_n − x₀‖_p, shape (N,)
-    project_lp(x, radius, p, center, clamp)           — Euclidean projection onto the constraint set
+    lp_norm(inputs, p, center)                        — ‖x_n − x₀‖_p, shape (N,)
+    project_lp(inputs, radius, p, center, clamp)      — Euclidean projection onto the constraint set
     steepest_direction(grad, p)                       — d* above, shaped like grad
-    ascent_step(x, grad, step_size, radius, p, center, clamp)  — Π(x + η·d*)
+    ascent_step(inputs, grad, step_size, radius, p, center, clamp)  — Π(x + η·d*)
+(``x=`` is the deprecated keyword name of ``inputs``.)
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import math
 
 import torch
 
-from ._validate import as_tensor, check_real
+from ._validate import as_tensor, check_real, renamed
 
 __all__ = ["SUPPORTED_P", "lp_norm", "project_lp", "steepest_direction", "ascent_step"]
 
@@ -53,7 +54,8 @@ def _check_p(p):
     """2 or math.inf (also accepts the strings "inf" / "infinity")."""
     if isinstance(p, str) and p.lower() in ("inf", "infinity"):
         return math.inf
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or p not in SUPPORTED_P:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or isinstance(p, float) and math.isnan(p) \
+            or p not in SUPPORTED_P:
         raise ValueError(f"p must be 2 or inf (float('inf') / 'inf'), got {p!r}")
     return math.inf if p == math.inf else 2
 
@@ -79,7 +81,7 @@ def _check_center(center, x: torch.Tensor | None = None):
             except RuntimeError:
                 shape = None
             if shape != x.shape:
-                raise ValueError(f"center must be a scalar or broadcastable to x {tuple(x.shape)} "
+                raise ValueError(f"center must be a scalar or broadcastable to inputs {tuple(x.shape)} "
                                  f"without changing its shape, got shape {tuple(c.shape)}")
             c = c.to(device=x.device, dtype=x.dtype)
         return c
@@ -112,18 +114,20 @@ def _batch(name: str, x) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ norms and projections
-def lp_norm(x: torch.Tensor, p=2, center=0.0) -> torch.Tensor:
-    """‖x_n − center‖_p for each sample of x (N, ...) → (N,).
+@renamed(x="inputs")
+def lp_norm(inputs: torch.Tensor, p=2, center=0.0) -> torch.Tensor:
+    """‖x_n − center‖_p for each sample of inputs (N, ...) → (N,).
 
-    p: 2 or inf; center: a scalar or a tensor broadcastable to x.
+    p: 2 or inf; center: a scalar or a tensor broadcastable to inputs.
     """
     p = _check_p(p)
-    x = _batch("x", x)
+    x = _batch("inputs", inputs)
     d = (x - _check_center(center, x)).flatten(1)
     return d.abs().amax(1) if p == math.inf else d.norm(dim=1)
 
 
-def project_lp(x: torch.Tensor, radius: float, p=2, center=0.0, clamp=None) -> torch.Tensor:
+@renamed(x="inputs")
+def project_lp(inputs: torch.Tensor, radius: float, p=2, center=0.0, clamp=None) -> torch.Tensor:
     """Euclidean projection of each sample onto {x : ‖x − center‖_p ≤ radius [, low ≤ x ≤ high]}.
 
     p = 2:  x ↦ center + δ·min(1, r/‖δ‖₂) with δ = x − center.
@@ -133,12 +137,12 @@ def project_lp(x: torch.Tensor, radius: float, p=2, center=0.0, clamp=None) -> t
     with the largest s ∈ [0, 1] such that ‖x(s) − center‖₂ ≤ r (solved exactly by sorting
     the breakpoints where pixels hit the box).
 
-    x: (N, ...) finite → same shape. center: a scalar or a tensor broadcastable to x (inside
-    the box). The result satisfies the constraint exactly (up to rounding).
+    inputs: (N, ...) finite → same shape. center: a scalar or a tensor broadcastable to inputs
+    (inside the box). The result satisfies the constraint exactly (up to rounding).
     """
     p = _check_p(p)
     r = _check_radius(radius)
-    x = _batch("x", x)
+    x = _batch("inputs", inputs)
     center = _check_center(center, x)
     box = _check_clamp(clamp, center)
     d = x - center
@@ -192,18 +196,19 @@ def steepest_direction(grad: torch.Tensor, p=2) -> torch.Tensor:
     return torch.where(n > 0, grad / n.clamp_min(1e-30), torch.zeros_like(grad))
 
 
-def ascent_step(x: torch.Tensor, grad: torch.Tensor, step_size: float, radius: float, p=2,
+@renamed(x="inputs")
+def ascent_step(inputs: torch.Tensor, grad: torch.Tensor, step_size: float, radius: float, p=2,
                 center=0.0, clamp=None) -> torch.Tensor:
     """One projected steepest-ascent step: x ← Π( x + η·d ).
 
     d = ``steepest_direction(grad, p)``: g/‖g‖₂ per sample for p = 2 (0 where g = 0), sign(g)
     for p = ∞; Π = ``project_lp(·, radius, p, center, clamp)``.
-    x, grad: (N, ...) of the same shape, finite (a NaN/inf gradient raises ValueError instead of
+    inputs, grad: (N, ...) of the same shape, finite (a NaN/inf gradient raises ValueError instead of
     poisoning x); step_size η > 0 finite (in input units). Returns the new x (N, ...); the inputs
     are not modified. For descent (e.g. minimising a loss) pass −grad.
     """
     eta = check_real("step_size", step_size, min=0.0, min_inclusive=False)
-    x, grad = _batch("x", x), _batch("grad", grad)
+    x, grad = _batch("inputs", inputs), _batch("grad", grad)
     if grad.shape != x.shape:
-        raise ValueError(f"grad must have the shape of x {tuple(x.shape)}, got {tuple(grad.shape)}")
+        raise ValueError(f"grad must have the shape of inputs {tuple(x.shape)}, got {tuple(grad.shape)}")
     return project_lp(x + eta * steepest_direction(grad, p), radius, p, center, clamp)

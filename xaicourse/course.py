@@ -15,13 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-# Kernels draw figures inline (into the notebook) even when the caller runs headless with Agg.
-INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+# the layout the grader shares lives below this module (course uses autograding, never the reverse)
+from .autograding.layout import INLINE_BACKEND, TRUSTED_FILES, _course_dir, exercise_names  # noqa: F401
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -42,65 +41,66 @@ def solution_notebooks(root: Path) -> list[Path]:
     return sorted((Path(root) / "solutions").glob("[0-9][0-9]_*/*.ipynb"))
 
 
-def exercise_names(root: Path) -> list[str]:
-    return sorted(p.name for p in (Path(root) / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
-
-
 # ----------------------------------------------------------------------------- execution
-@dataclass
-class RunResult:
-    path: Path
-    ok: bool
-    seconds: float
-    error: str = ""
-    nb: object = None
+# A notebook runs in a child process with a per-cell timeout, an overall deadline and a watchdog
+# for lost replies (xaicourse.runner); the names stay importable from here.
+from .runner import RunResult, execute_notebook  # noqa: E402,F401
+
+GIB = 1024 ** 3
+KERNEL_MEMORY = 3 * GIB          # the most a full-size lecture's kernel was seen to hold, with margin
 
 
-def execute_notebook(path: Path, quick: bool = False, timeout: int | None = None, kernel: str = "python3",
-                     threads: int | None = None) -> RunResult:
-    """Run a notebook top to bottom in its own folder; on failure report the failing cell.
-
-    The kernel gets ``XAICOURSE_QUICK=1`` when ``quick``, and ``threads`` caps torch/BLAS
-    threads (used when several notebooks run at once). ``timeout`` is per cell (default
-    300 s in quick mode, 1800 s otherwise), so a stuck cell fails instead of stalling.
-    """
-    if timeout is None:
-        timeout = 300 if quick else 1800
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
-
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    env = dict(os.environ, XAICOURSE_QUICK="1" if quick else "0", MPLBACKEND=INLINE_BACKEND,
-               PYDEVD_DISABLE_FILE_VALIDATION="1")
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    t0 = time.time()
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel,
-                            resources={"metadata": {"path": str(path.parent)}})
+def _available_memory() -> int | None:
     try:
-        client.execute(env=env)
-        return RunResult(path, True, time.time() - t0, nb=nb)
-    except (CellExecutionError, CellTimeoutError) as err:
-        idx = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        where = f"cell {idx}" if idx is not None else "a cell (timeout)"
-        return RunResult(path, False, time.time() - t0, f"{path.name}: failed in {where}:\n{err}", nb=nb)
-    except Exception as err:  # kernel died, etc.
-        return RunResult(path, False, time.time() - t0, f"{path.name}: {type(err).__name__}: {err}", nb=nb)
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def default_jobs(n_notebooks: int | None = None) -> int:
+    """Notebooks to run at once: one per CPU core, as many as the free memory holds
+    (``KERNEL_MEMORY`` each), never more than there are notebooks."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    mem = _available_memory()
+    jobs = min(cores, max(1, mem // KERNEL_MEMORY)) if mem else cores
+    return max(1, min(jobs, n_notebooks or jobs))
+
+
+def prepare_models(log=print) -> None:
+    """Train (or load) the cached course models the lectures use, once, before notebooks run in
+    parallel: otherwise two kernels would train the same model at the same time."""
+    from .models import course_model
+
+    t0 = time.time()
+    for dataset, options in (("digits", {}), ("digits", {"checkpoint_every": 5}),
+                             ("digits", {"kind": "mlp"}), ("shapes", {})):
+        course_model(dataset, progress=False, **options)
+    if time.time() - t0 > 5:
+        log(f"[build] course models prepared in {time.time() - t0:.0f}s")
+
+
+def _timings_file(root: Path, quick: bool) -> Path:
+    return root / "build" / f"timings-{'quick' if quick else 'full'}.json"
 
 
 def build(root: Path, out: Path | None = None, quick: bool = False, only: str | None = None,
-          jobs: int = 1, instructor: bool = False, log=print) -> list[RunResult]:
+          jobs: int | None = None, instructor: bool = False, log=print,
+          deadline: float | None = None) -> list[RunResult]:
     """Execute the lectures (and, with ``instructor``, the solutions) once and write the course site.
 
     The **student site** (default ``build/site``) holds the executed lectures and the generated
     exercises (unexecuted), never the solutions; ``instructor=True`` also executes every solution
     and writes the **instructor site** (default ``build/instructor-site``) with a separate, marked
     section for them. The site is built by Sphinx + MyST-NB from the notebooks executed here (see
-    ``xaicourse.site``). ``jobs`` notebooks run at once (each kernel then limited to one torch
-    thread). Returns one ``RunResult`` per executed notebook; failures are reported by name with
-    the failing cell. The CLI exits non-zero when any failed.
+    ``xaicourse.site``). ``jobs`` notebooks run at once (default ``default_jobs()``: the cores the
+    memory allows; each kernel then limited to one torch thread), longest first by the last
+    build's timings. Every notebook has a per-cell timeout and an overall ``deadline`` (see
+    ``xaicourse.runner``); a notebook that fails is reported by name and cell and the others go
+    on. Returns one ``RunResult`` per executed notebook, in course order; the CLI exits non-zero
+    when any failed.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -115,18 +115,41 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
         only is None or only in p.name for p in (root / "exercises").glob("[0-9][0-9]_*"))
     if not notebooks and not has_exercises:
         raise ValueError(f"no notebooks to build (only={only!r})")
-    jobs = max(1, int(jobs))
+    jobs = default_jobs(len(notebooks)) if jobs is None else max(1, int(jobs))
+    timings_path = _timings_file(root, quick)
+    try:
+        timings = json.loads(timings_path.read_text())
+    except (OSError, ValueError):
+        timings = {}
+    order = sorted(notebooks, key=lambda p: -float(timings.get(str(p.relative_to(root)), 0.0)))
+    if notebooks:
+        prepare_models(log)
+    log(f"[build] {len(notebooks)} notebook(s), {jobs} at a time ({'quick' if quick else 'full size'})")
+
+    done = []
 
     def run(p):
-        log(f"[build] running {p.relative_to(root)} ...")
-        r = execute_notebook(p, quick=quick, threads=1 if jobs > 1 else None)
-        log(f"[build]   {p.relative_to(root)}: {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f}s")
+        rel = p.relative_to(root)
+        log(f"[build] running {rel} ...")
+        r = execute_notebook(p, quick=quick, threads=1 if jobs > 1 else None, deadline=deadline,
+                             log=lambda line: log(line))
+        done.append(r)
+        note = f" (reply recovered in cell(s) {r.recovered})" if r.recovered else ""
+        log(f"[build]   {rel}: {'ok' if r.ok else 'FAILED'} in {r.seconds:.1f}s{note} "
+            f"[{len(done)}/{len(notebooks)}]")
         return r
 
     t0 = time.time()
     with ThreadPoolExecutor(jobs) as pool:
-        results = list(pool.map(run, notebooks))
+        by_path = dict(zip(order, pool.map(run, order)))
+    results = [by_path[p] for p in notebooks]
     log(f"[build] executed {len(results)} notebook(s) in {time.time() - t0:.1f}s")
+    try:
+        timings.update({str(r.path.relative_to(root)): round(r.seconds, 1) for r in results if r.ok})
+        timings_path.parent.mkdir(parents=True, exist_ok=True)
+        timings_path.write_text(json.dumps(timings, indent=1, sort_keys=True))
+    except OSError:
+        pass                     # a read-only checkout still builds; only the ordering is lost
     site.write_site(root, out, results, instructor=instructor, quick=quick, only=only, log=log)
     failures = [r for r in results if not r.ok]
     for r in failures:
@@ -143,23 +166,6 @@ def _nbgrader(course: Path, *args: str, timeout: float | None = None) -> subproc
     # nbgrader shells out to `alembic`, which lives next to this interpreter (an un-activated venv)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return subprocess.run(cmd, cwd=course, capture_output=True, text=True, timeout=timeout, env=env)
-
-
-TRUSTED_FILES = ("checks.py",)   # instructor-only files next to a solution: never released, never in a sandbox
-
-
-def _course_dir(root: Path, names: list[str], dest: Path | None = None) -> Path:
-    """A (temporary, unless ``dest``) nbgrader course folder whose source/ holds the solutions."""
-    course = Path(tempfile.mkdtemp(prefix="xaicourse-nbgrader-")) if dest is None else Path(dest)
-    course.mkdir(parents=True, exist_ok=True)
-    (course / "nbgrader_config.py").write_text(
-        "c = get_config()\n"
-        "c.ClearSolutions.code_stub = {'python': '# YOUR CODE HERE\\nraise NotImplementedError()'}\n")
-    for name in names:
-        # checks.py (the hidden checks) never enters a course folder: nbgrader would release it
-        shutil.copytree(Path(root) / "solutions" / name, course / "source" / name,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__", *TRUSTED_FILES))
-    return course
 
 
 def generate_exercises(root: Path, dest: Path | None = None, log=print, only: list[str] | None = None) -> Path:

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validate import check_int, check_real
+from ._validate import as_tensor, check_choice, check_int, check_real, renamed
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
+MAX_IMAGES = 200_000  # make_shapes / load_shapes_split: more would not fit in memory at size 32
+MAX_SENTENCES = 10_000_000
+WATERMARK_CORNERS = ("class", "random")
 
 
 @dataclass
@@ -48,7 +51,11 @@ def load_digits_tensors(test_size: float = 0.25, seed: int = 0) -> Split:
     from sklearn.model_selection import train_test_split
 
     test_size = check_real("test_size", test_size, min=0.0, max=1.0, min_inclusive=False, max_inclusive=False)
+    seed = check_int("seed", seed, min=0, max=2 ** 32 - 1)
     d = load_digits()
+    if not 10 <= round(test_size * len(d.target)) <= len(d.target) - 10:
+        raise ValueError(f"test_size={test_size} leaves fewer than 10 images (one per class) on one side of "
+                         f"the split; use a value in [0.01, 0.99]")
     X = (d.images / 16.0).astype(np.float32)[:, None]
     y = d.target.astype(np.int64)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
@@ -131,10 +138,19 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
     flip_fraction: fraction in [0, 1] of labels replaced by a different random class;
         ``flipped`` says which, ``clean_labels`` keeps the truth.
     """
-    n = check_int("n", n, min=1)
-    size = check_int("size", size, min=16)
-    seed = check_int("seed", seed)
+    return _make_shapes(n, size, seed, classes, watermark, flip_fraction, noise, watermark_corner)
+
+
+def _make_shapes(n, size, seed, classes, watermark, flip_fraction, noise, watermark_corner, n_name="n"):
+    n = check_int(n_name, n, min=1, max=MAX_IMAGES)
+    size = check_int("size", size, min=16, max=1024)
+    if n * size * size > MAX_IMAGES * 32 * 32:
+        raise ValueError(f"{n_name}={n} images of size={size} would need "
+                         f"{n * 3 * size * size * 4 / 2 ** 30:.1f} GiB; make {n_name} or size smaller")
+    seed = check_int("seed", seed, min=0)
     noise = check_real("noise", noise, min=0.0)
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, "__iter__"):
+        raise TypeError(f"classes must be a sequence of shape names from {SHAPE_CLASSES}, got {classes!r}")
     classes = tuple(classes)
     if len(classes) < 2:
         raise ValueError(f"classes must name at least two shapes, got {classes}")
@@ -145,7 +161,7 @@ def make_shapes(n: int, size: int = 32, seed: int = 0, classes=SHAPE_CLASSES,
         raise ValueError(f"classes must not repeat, got {classes}")
     watermark = check_real("watermark", watermark, min=0.0, max=1.0)
     flip_fraction = check_real("flip_fraction", flip_fraction, min=0.0, max=1.0)
-    if watermark_corner not in ("class", "random"):
+    if not isinstance(watermark_corner, str) or watermark_corner not in WATERMARK_CORNERS:
         raise ValueError(f"watermark_corner must be 'class' (the cue of the label) or 'random' "
                          f"(uncorrelated with it), got {watermark_corner!r}")
 
@@ -195,15 +211,23 @@ def _watermark_box(corner: int, size: int) -> tuple[int, int, int]:
     return y0, x0, patch
 
 
-def add_watermark(images: torch.Tensor, corner: int) -> torch.Tensor:
+CORNER_NAMES = ("top-left", "top-right", "bottom-left", "bottom-right")
+
+
+@renamed(images="inputs")
+def add_watermark(inputs: torch.Tensor, corner) -> torch.Tensor:
     """A copy of (N, C, H, W) images in [0, 1] with ``make_shapes``' white watermark patch stamped
-    in ``corner`` (0 top left, 1 top right, 2 bottom left, 3 bottom right) — the concept examples
-    and the intervention of lecture 09."""
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise TypeError(f"images must be an (N, C, H, W) tensor, got "
-                        f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    in ``corner`` (0 or "top-left", 1 "top-right", 2 "bottom-left", 3 "bottom-right") — the concept
+    examples and the intervention of lecture 09. ``images=`` is the deprecated name of ``inputs``.
+    numpy arrays / lists are accepted; the result is a tensor in the inputs' float dtype."""
+    images = as_tensor("inputs", inputs, ndim=4)
+    if isinstance(corner, str):
+        corner = CORNER_NAMES.index(check_choice("corner", corner, CORNER_NAMES))
     corner = check_int("corner", corner, min=0, max=3)
     y0, x0, patch = _watermark_box(corner, images.shape[-1])
+    if min(images.shape[-2:]) < patch + 2:
+        raise ValueError(f"inputs must be at least {patch + 2}×{patch + 2} pixels for the watermark, got "
+                         f"{tuple(images.shape[-2:])}")
     out = images.clone()
     out[..., y0:y0 + patch, x0:x0 + patch] = 1.0
     return out
@@ -217,9 +241,18 @@ def load_shapes_split(n_train: int = 2000, n_test: int = 500, size: int = 32, se
     watermark or label noise in training can be tested on clean images); the test set's
     masks are in ``split.extras['test_masks']``, training masks/flips in ``extras`` too.
     """
-    tr = make_shapes(n_train, size=size, seed=seed, **kwargs)
-    te_kwargs = {"classes": kwargs["classes"]} if "classes" in kwargs else {}
-    te = make_shapes(n_test, size=size, seed=seed + 10_007, **te_kwargs)
+    n_train = check_int("n_train", n_train, min=1, max=MAX_IMAGES)
+    n_test = check_int("n_test", n_test, min=1, max=MAX_IMAGES)
+    seed = check_int("seed", seed, min=0)
+    allowed = {"classes", "watermark", "flip_fraction", "noise", "watermark_corner"}
+    unknown = set(kwargs) - allowed
+    if unknown:
+        raise TypeError(f"load_shapes_split got unexpected keyword arguments {sorted(unknown)}; make_shapes "
+                        f"options are {sorted(allowed)}")
+    opts = dict(classes=SHAPE_CLASSES, watermark=0.0, flip_fraction=0.0, noise=0.03, watermark_corner="class")
+    tr = _make_shapes(n_train, size, seed, **{**opts, **kwargs}, n_name="n_train")
+    te_kwargs = {**opts, "classes": kwargs.get("classes", SHAPE_CLASSES)}
+    te = _make_shapes(n_test, size, seed + 10_007, **te_kwargs, n_name="n_test")
     return Split(tr.images, tr.labels, te.images, te.labels, tr.class_names,
                  extras={"train_masks": tr.masks, "test_masks": te.masks,
                          "flipped": tr.flipped, "clean_labels": tr.clean_labels,
@@ -257,9 +290,9 @@ def make_sentiment(n: int, seed: int = 0, length: int = 12, max_cues: int = 3) -
     (``POSITIVE_WORDS`` or ``NEGATIVE_WORDS``) at random positions; the label is that polarity
     (balanced), and the rationale marks those words. vocab = neutral + positive + negative words.
     """
-    n = check_int("n", n, min=1)
-    seed = check_int("seed", seed)
-    length = check_int("length", length, min=2)
+    n = check_int("n", n, min=1, max=MAX_SENTENCES)
+    seed = check_int("seed", seed, min=0)
+    length = check_int("length", length, min=2, max=10_000)
     max_cues = check_int("max_cues", max_cues, min=1, max=length)
     vocab = NEUTRAL_WORDS + POSITIVE_WORDS + NEGATIVE_WORDS
     n_neu, n_pos = len(NEUTRAL_WORDS), len(POSITIVE_WORDS)

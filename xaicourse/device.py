@@ -1,8 +1,11 @@
-"""Device selection and seeding.
+"""Device selection and seeding (foundation layer: no widgets here).
 
 ``get_device("auto")`` picks CUDA, then Apple MPS, then the CPU; the environment
 variable ``XAICOURSE_DEVICE`` overrides the preference. Asking for a device that is
 not there raises a ``RuntimeError`` that says how to fall back.
+
+The notebook's device switch is a widget: ``xaicourse.widgets.device_toggle`` (the old
+``xaicourse.device.device_toggle`` still works, with a DeprecationWarning).
 """
 from __future__ import annotations
 
@@ -70,43 +73,6 @@ def set_device(pref: str | torch.device = "auto") -> torch.device:
     return _current
 
 
-def device_toggle(value: str = "auto", on_change=None):
-    """An ipywidget (ToggleButtons auto/cpu/cuda) that sets the notebook's device.
-
-    Choosing an unavailable device shows the error message in the widget and keeps the
-    previous device. ``on_change(device)`` is called after every successful switch.
-    Returns a ``VBox``; its ``.toggle`` and ``.status`` attributes are the parts.
-    """
-    import ipywidgets as w
-
-    toggle = w.ToggleButtons(options=["auto", "cpu", "cuda"], value=value,
-                             description="Device:", tooltips=["best available", "CPU", "NVIDIA GPU"])
-    status = w.HTML()
-
-    def _apply(pref):
-        try:
-            dev = set_device(pref)
-        except RuntimeError as err:
-            status.value = f"<span style='color:#b00'>⚠ {err}</span>"
-            return None
-        status.value = f"using <b>{dev}</b>"
-        if on_change is not None:
-            on_change(dev)
-        return dev
-
-    def _cb(change):
-        if _apply(change["new"]) is None:  # revert to a working choice
-            toggle.unobserve(_cb, names="value")
-            toggle.value = change["old"]
-            toggle.observe(_cb, names="value")
-
-    _apply(value)
-    toggle.observe(_cb, names="value")
-    box = w.VBox([toggle, status])
-    box.toggle, box.status = toggle, status
-    return box
-
-
 def set_seed(seed: int = 0) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA); make cuDNN deterministic."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
@@ -118,3 +84,18 @@ def set_seed(seed: int = 0) -> None:
         torch.cuda.manual_seed_all(int(seed))
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
+
+
+def __getattr__(name):
+    """The deprecated ``xaicourse.device.device_toggle`` (the widget lives in ``xaicourse.widgets``).
+
+    Resolved through importlib on first use, so that this foundation module imports no widget code;
+    ``tests/test_layering.py`` lists it in ``DEPRECATED_UPWARD_ALIASES``."""
+    if name == "device_toggle":
+        import importlib
+        import warnings
+
+        warnings.warn("xaicourse.device.device_toggle moved: use `from xaicourse.widgets import device_toggle`",
+                      DeprecationWarning, stacklevel=2)
+        return importlib.import_module("xaicourse.widgets.device").device_toggle
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,14 +16,16 @@ forward pass) and a Gaussian blur applied every few steps.
 
 Public API
     Objective, class_logit, channel, neuron      — which unit to maximise
-    evaluate_objective(model, objective, x)      — its value, shape (N,)
+    evaluate_objective(model, objective, inputs) — its value, shape (N,)
     layer_sizes(model, example)                  — channels per layer (for pickers)
-    total_variation(x, kind)                     — anisotropic / isotropic TV, shape (N,)
-    gaussian_blur(x, sigma)
-    activation_maximization(model, objective, shape, ...) → FeatureVisResult
-    top_activating_examples(model, objective, dataset, k) → (indices, activations)
+    total_variation(x, kind)                     — anisotropic / isotropic TV, shape (N,) (``maps``' one)
+    gaussian_blur(x, sigma)                      — ``maps.gaussian_blur`` with truncate=2.0
+    activation_maximization(model, objective, shape, n_steps, ...) → FeatureVisResult
+    top_activating_examples(model, objective, inputs, k) → (indices, activations)
     tv_sweep(model, objective, shape, tv_weights, ...)  — the TV-weight ablation
-    data_radius(X, p, center), course_settings(dataset)
+    data_radius(inputs, p, center), course_settings(dataset)
+Deprecated keyword names (they warn and forward): ``steps=`` (→ ``n_steps``), ``x=`` / ``dataset=`` /
+``X=`` (→ ``inputs``).
 Elsewhere: ``constraints.lp_norm / project_lp / ascent_step`` (the constraint),
 ``models.load_pretrained`` (opt-in ImageNet weights).
 """
@@ -31,19 +33,30 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import _torch
-from ._validate import as_tensor, check_choice, check_int, check_real
+from . import _torch, maps
+from ._validate import as_tensor, check_bool, check_choice, check_int, check_real, renamed
 from .constraints import _check_center, _check_clamp, _check_p, _check_radius, ascent_step, lp_norm, project_lp
 from .device import current_device, get_device
+from .maps import TV_KINDS, total_variation
 
-TV_KINDS = ("anisotropic", "isotropic")
+__all__ = ["Objective", "class_logit", "channel", "neuron", "evaluate_objective", "layer_sizes", "total_variation",
+           "gaussian_blur", "FeatureVisResult", "activation_maximization", "top_activating_examples",
+           "data_radius", "COURSE_SETTINGS", "course_settings", "tv_sweep", "TV_KINDS"]
+
+
+def _index(name: str, value, *, optional: bool = False):
+    """A non-negative int index (numpy ints accepted), or None when ``optional``."""
+    if value is None and optional:
+        return None
+    return check_int(name, value, min=0)
 
 
 # ------------------------------------------------------------------ objectives
@@ -70,14 +83,13 @@ class Objective:
     def __post_init__(self):
         if self.layer is not None and not isinstance(self.layer, str):
             raise TypeError(f"layer must be a module name (str) or None, got {type(self.layer).__name__}")
-        if isinstance(self.channel, bool) or not isinstance(self.channel, int) or self.channel < 0:
-            raise ValueError(f"channel must be a non-negative int, got {self.channel!r}")
-        if self.reduce not in ("mean", "sum"):
-            raise ValueError(f"reduce must be 'mean' or 'sum', got {self.reduce!r}")
+        object.__setattr__(self, "channel", check_int("channel", self.channel, min=0))
+        check_choice("reduce", self.reduce, ("mean", "sum"))
+        check_bool("squared", self.squared)
         if self.position is not None:
-            pos = tuple(self.position)
-            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in pos):
-                raise ValueError(f"position must be a tuple of non-negative ints, got {self.position!r}")
+            if isinstance(self.position, (str, bytes)) or not hasattr(self.position, "__iter__"):
+                raise TypeError(f"position must be None or a tuple of non-negative ints, got {self.position!r}")
+            pos = tuple(check_int(f"position[{i}]", v, min=0) for i, v in enumerate(self.position))
             object.__setattr__(self, "position", pos)
 
     def value(self, z: torch.Tensor) -> torch.Tensor:
@@ -85,13 +97,14 @@ class Objective:
         if z.dim() < 2:
             raise ValueError(f"layer {self.layer or 'output'!r} gives shape {tuple(z.shape)}; need (N, C, ...)")
         if self.channel >= z.shape[1]:
-            raise ValueError(f"channel {self.channel} out of range: {self.layer or 'the output'!r} "
-                             f"has {z.shape[1]} channels (0..{z.shape[1] - 1})")
+            raise ValueError(f"objective {self.label()}: channel {self.channel} out of range: "
+                             f"{self.layer or 'the output'!r} has {z.shape[1]} channels (0..{z.shape[1] - 1})")
         zc = z[:, self.channel]
         if self.position is not None:
             spatial = tuple(zc.shape[1:])
             if len(self.position) != len(spatial) or any(p >= s for p, s in zip(self.position, spatial)):
-                raise ValueError(f"position {self.position} out of range for a map of shape {spatial}")
+                raise ValueError(f"objective {self.label()}: position {self.position} out of range for a map "
+                                 f"of shape {spatial}")
             zc = zc[(slice(None),) + self.position]
         if self.squared:
             zc = zc ** 2
@@ -109,16 +122,17 @@ class Objective:
 
 def class_logit(k: int, squared: bool = False) -> Objective:
     """The logit of class ``k`` (the model's output, column k)."""
-    return Objective(None, k, squared=squared)
+    return Objective(None, _index("k", k), squared=squared)
 
 
 def channel(layer: str, c: int, reduce: str = "mean", squared: bool = False) -> Objective:
     """Channel ``c`` of layer ``layer``, reduced over positions: mean or Σ_{h,w} z[:, c, h, w]."""
-    return Objective(layer, c, reduce=reduce, squared=squared)
+    return Objective(layer, _index("c", c), reduce=reduce, squared=squared)
 
 
 def neuron(layer: str, c: int, i: int | None = None, j: int | None = None, squared: bool = False) -> Objective:
     """One neuron: z[:, c, i, j] of a conv layer, or z[:, c] of a linear layer (i, j = None)."""
+    c, i, j = _index("c", c), _index("i", i, optional=True), _index("j", j, optional=True)
     pos = None if i is None and j is None else (i, j)
     if pos is not None and None in pos:
         raise ValueError("neuron: give both i and j (conv layer) or neither (linear layer)")
@@ -130,7 +144,7 @@ def _as_objective(obj) -> Objective:
         return obj
     if isinstance(obj, bool):
         raise TypeError("objective must be an int (class), an Objective or a list of them, got a bool")
-    if isinstance(obj, int):
+    if isinstance(obj, (int, np.integer)):
         return class_logit(obj)
     raise TypeError(f"objective must be an int (class), an Objective or a list of them, got {type(obj).__name__}")
 
@@ -161,24 +175,30 @@ def _values(model: nn.Module, objs: list, x: torch.Tensor) -> torch.Tensor:
 def _check_layers(model: nn.Module, objs: list) -> None:
     for o in objs:
         if o.layer is not None:
-            _torch.resolve_layer(model, o.layer)
+            try:
+                _torch.resolve_layer(model, o.layer)
+            except (ValueError, TypeError) as err:
+                raise type(err)(f"objective {o.label()}: {err}") from err
 
 
-def evaluate_objective(model: nn.Module, objective, x: torch.Tensor) -> torch.Tensor:
-    """Value of the objective(s) for each image of ``x`` (N, C, H, W) → (N,), differentiable.
+@renamed(x="inputs")
+def evaluate_objective(model: nn.Module, objective, inputs: torch.Tensor) -> torch.Tensor:
+    """Value of the objective(s) for each image of ``inputs`` (N, C, H, W) → (N,), differentiable.
 
     ``objective``: one objective (applied to every image) or a list of N (image n gets
     objective n). Layers are read with forward hooks (``_torch.capture``) in a single forward
-    pass; the model is used as it is (mode and device unchanged) and x is checked
-    (``_torch.check_inputs``: float, finite, the model's channels) and moved to its device.
+    pass, the model in eval mode (its mode is restored afterwards; a train-mode BatchNorm keeps
+    its running statistics); inputs are checked (``_torch.check_inputs``: float, finite, the
+    model's channels) and moved to the model's device.
     """
     _torch.check_model(model)
     objs = _as_objectives(objective)
-    x = _torch.check_inputs(model, x, "x")
+    x = _torch.check_inputs(model, inputs, "inputs")
     if len(objs) not in (1, len(x)):
         raise ValueError(f"objective: give one objective or one per image ({len(x)}), got {len(objs)}")
     _check_layers(model, objs)
-    return _values(model, objs, x)
+    with _torch.eval_on(model):
+        return _values(model, objs, x)
 
 
 @torch.no_grad()
@@ -201,65 +221,10 @@ def layer_sizes(model: nn.Module, example: torch.Tensor, layers=None) -> dict:
 
 
 # ------------------------------------------------------------------ regularisers
-def _finite_differences(x: torch.Tensor):
-    """Forward differences of (N, C, H, W), zero-padded to (N, C, H, W) (Neumann boundary)."""
-    dx = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))          # x[i, j+1] − x[i, j]
-    dy = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))    # x[i+1, j] − x[i, j]
-    return dx, dy
-
-
-def total_variation(x: torch.Tensor, kind: str = "anisotropic", eps: float = 1e-12) -> torch.Tensor:
-    """Total variation of each image, shape (N,).
-
-    x: (N, C, H, W) (or (C, H, W) / (H, W), treated as one image → shape (1,)).
-    With forward differences dx = x[.., i, j+1] − x[.., i, j] and dy = x[.., i+1, j] − x[.., i, j]
-    (zero past the last column/row), summed over channels c and pixels (i, j):
-
-      * "anisotropic":  TV(x) = Σ |dx| + |dy|           (the lecture notes' approximation)
-      * "isotropic":    TV(x) = Σ sqrt(dx² + dy² + eps)  (eps keeps the gradient finite at 0;
-        it adds at most sqrt(eps) per pixel)
-
-    Both are differentiable almost everywhere; autograd gives their (sub)gradients.
-    """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    check_choice("kind", kind, TV_KINDS)
-    x = as_tensor("x", x)
-    if x.dim() == 2:
-        x = x[None, None]
-    elif x.dim() == 3:
-        x = x[None]
-    if x.dim() != 4:
-        raise ValueError(f"x must be (N, C, H, W), (C, H, W) or (H, W), got shape {tuple(x.shape)}")
-    dx, dy = _finite_differences(x)
-    if kind == "anisotropic":
-        per_pixel = dx.abs() + dy.abs()
-    else:
-        per_pixel = torch.sqrt(dx ** 2 + dy ** 2 + eps)
-    return per_pixel.flatten(1).sum(1)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur each channel of (N, C, H, W) with a Gaussian of std ``sigma`` pixels.
-
-    Separable kernel of half-width ceil(2σ), reflect padding (replicate when the image is
-    too small to reflect). Preserves constants, so blurring x or x − x₀ is the same.
-    """
-    x = as_tensor("x", x, ndim=4)
-    sigma = check_real("sigma", sigma)
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    half = max(1, int(math.ceil(2 * sigma)))
-    t = torch.arange(-half, half + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    C = x.shape[1]
-    H, W = x.shape[-2:]
-    mode = "reflect" if half < min(H, W) else "replicate"
-    y = F.pad(x, (half, half, half, half), mode=mode)
-    y = F.conv2d(y, k.view(1, 1, 1, -1).repeat(C, 1, 1, 1), groups=C)
-    y = F.conv2d(y, k.view(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
-    return y
+def gaussian_blur(x: torch.Tensor, sigma: float, *, truncate: float = 2.0) -> torch.Tensor:
+    """``maps.gaussian_blur`` with the kernel cut at 2σ (featurevis' historical radius ⌈2σ⌉, kept so
+    lecture 01's numbers stay): blur each channel of (N, C, H, W), reflect padding, constants kept."""
+    return maps.gaussian_blur(x, sigma, truncate=truncate)
 
 
 # ------------------------------------------------------------------ the optimiser
@@ -281,7 +246,8 @@ class FeatureVisResult:
     settings: dict = field(default_factory=dict)
 
 
-def activation_maximization(model: nn.Module, objective, shape, steps: int = 200, lr: float = 0.05,
+@renamed(steps="n_steps")
+def activation_maximization(model: nn.Module, objective, shape, n_steps: int = 200, lr: float = 0.05,
                             p=2, radius: float = 1.0, center: float = 0.0, clamp=None,
                             tv_weight: float = 0.0, tv_kind: str = "anisotropic", l2_weight: float = 0.0,
                             jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
@@ -296,7 +262,7 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
     objective: an int (class logit), an ``Objective``, or a list of them — one image each,
         optimised together as one batch (images do not interact).
     shape: (C, H, W) of one input, or (B, C, H, W) with a single objective (B restarts).
-    steps: number of ascent steps (int ≥ 1); lr: step size as a fraction of ``radius``, decayed
+    n_steps: number of ascent steps (int ≥ 1; ``steps=`` is its deprecated name); lr: step size as a fraction of ``radius``, decayed
         by a cosine schedule to 10 % of its start (η_t = lr·radius·(0.1 + 0.9·(1 + cos(πt/T))/2)).
     p: 2 or inf; radius > 0; center: the ball's centre x₀ (a scalar pixel value);
     clamp: optional (low, high) box for pixel values, intersected with the ball.
@@ -329,7 +295,7 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
     if isinstance(center, torch.Tensor):
         raise TypeError("center must be a scalar pixel value here (the start is drawn around it)")
     box = _check_clamp(clamp, center)
-    steps = check_int("steps", steps, min=1)
+    steps = n_steps = check_int("n_steps", n_steps, min=1)
     lr = check_real("lr", lr, min=0.0, min_inclusive=False)
     tv_weight = check_real("tv_weight", tv_weight, min=0.0)
     l2_weight = check_real("l2_weight", l2_weight, min=0.0)
@@ -338,7 +304,8 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
     blur_every = check_int("blur_every", blur_every, min=0)
     blur_sigma = check_real("blur_sigma", blur_sigma, min=0.0, min_inclusive=False)
     init_std = check_real("init_std", init_std, min=0.0)
-    seed = check_int("seed", seed)
+    seed = check_int("seed", seed, min=0)
+    progress = check_bool("progress", progress)
     _check_layers(model, objs)
 
     dev = current_device() if device is None else get_device(device)
@@ -373,7 +340,7 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
         with torch.no_grad():
             final = _values(model, objs, x).cpu()
             final_tv = total_variation(x, tv_kind).cpu()
-    settings = dict(steps=steps, lr=lr, p=p, radius=radius, center=center, clamp=box, tv_weight=tv_weight,
+    settings = dict(n_steps=n_steps, lr=lr, p=p, radius=radius, center=center, clamp=box, tv_weight=tv_weight,
                     tv_kind=tv_kind, l2_weight=l2_weight, jitter=jitter, blur_every=blur_every,
                     blur_sigma=blur_sigma, init_std=init_std, seed=seed)
     return FeatureVisResult(x.detach().cpu(), {"objective": hist_obj, "tv": hist_tv}, final, final_tv,
@@ -384,6 +351,13 @@ def activation_maximization(model: nn.Module, objective, shape, steps: int = 200
 def _as_images(dataset) -> torch.Tensor:
     if isinstance(dataset, torch.Tensor):
         return dataset
+    if dataset is None or isinstance(dataset, (str, bytes, dict)):
+        raise TypeError(f"inputs must be an image tensor (N, C, H, W), a tuple (X, y) or a torch Dataset, got "
+                        f"{type(dataset).__name__}")
+    if isinstance(dataset, np.ndarray):
+        return as_tensor("inputs", dataset)
+    if isinstance(dataset, list) and dataset and isinstance(dataset[0], list):  # nested lists of numbers
+        return as_tensor("inputs", dataset, dtype=torch.get_default_dtype())
     if isinstance(dataset, (tuple, list)) and len(dataset) and isinstance(dataset[0], torch.Tensor) \
             and dataset[0].dim() >= 2:
         return dataset[0]  # (X, y)
@@ -391,15 +365,17 @@ def _as_images(dataset) -> torch.Tensor:
         items = [dataset[i] for i in range(len(dataset))]
         items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
         return torch.stack([torch.as_tensor(it) for it in items])
-    raise TypeError("dataset must be an image tensor (N, C, H, W), a tuple (X, y) or a torch Dataset")
+    raise TypeError("inputs must be an image tensor (N, C, H, W), a tuple (X, y) or a torch Dataset")
 
 
+@renamed(dataset="inputs")
 @torch.no_grad()
-def top_activating_examples(model: nn.Module, objective, dataset, k: int = 8, batch_size: int = 512,
+def top_activating_examples(model: nn.Module, objective, inputs, k: int = 8, batch_size: int = 512,
                             device=None):
-    """The k images of ``dataset`` that excite the unit most: argmax_{x ∈ data} a(x).
+    """The k images of ``inputs`` that excite the unit most: argmax_{x ∈ data} a(x).
 
-    objective: as in ``activation_maximization`` (one objective). dataset: a float tensor
+    objective: as in ``activation_maximization`` (one objective). inputs (``dataset=`` is its
+    deprecated name): a float tensor
     (N, C, H, W), a tuple (X, y), or a torch Dataset of (x, y) / x; finite values (NaN/inf raise
     ValueError), floating point (integer images raise TypeError: convert 0–255 pixels with
     ``X.float() / 255``). device: None means ``current_device()``. The model is put in eval mode
@@ -410,7 +386,7 @@ def top_activating_examples(model: nn.Module, objective, dataset, k: int = 8, ba
     objs = _as_objectives(objective)
     if len(objs) != 1:
         raise ValueError("top_activating_examples takes one objective")
-    X = as_tensor("dataset", _as_images(dataset), min_ndim=2)
+    X = as_tensor("inputs", _as_images(inputs), min_ndim=2)
     k = check_int("k", k)
     if not 1 <= k <= len(X):
         raise ValueError(f"k must be an int in [1, {len(X)}] (the dataset size), got {k!r}")
@@ -418,7 +394,7 @@ def top_activating_examples(model: nn.Module, objective, dataset, k: int = 8, ba
     _check_layers(model, objs)
     dev = current_device() if device is None else get_device(device)
     with _torch.eval_on(model, to=dev):
-        vals = torch.cat([_values(model, objs, _torch.check_inputs(model, X[i:i + batch_size], "dataset")).cpu()
+        vals = torch.cat([_values(model, objs, _torch.check_inputs(model, X[i:i + batch_size], "inputs")).cpu()
                           for i in range(0, len(X), batch_size)])
     if not torch.isfinite(vals).all():
         raise ValueError(f"the objective {objs[0].label()} is NaN/inf for {int((~torch.isfinite(vals)).sum())} "
@@ -428,13 +404,15 @@ def top_activating_examples(model: nn.Module, objective, dataset, k: int = 8, ba
 
 
 # ------------------------------------------------------------------ course settings
-def data_radius(X: torch.Tensor, p=2, center: float = 0.5, quantile: float = 0.5) -> float:
-    """A radius matched to the data: the ``quantile`` of ‖x − center‖_p over the images X.
+@renamed(X="inputs")
+def data_radius(inputs: torch.Tensor, p=2, center: float = 0.5, quantile: float = 0.5) -> float:
+    """A radius matched to the data: the ``quantile`` of ‖x − center‖_p over the images ``inputs``
+    (N, ...) (``X=`` is the deprecated name).
 
     With the median, the optimised image gets the "energy" of a typical real image, so its
     activation can be compared fairly with the dataset's best images.
     """
-    X = as_tensor("X", X, min_ndim=2)
+    X = as_tensor("inputs", inputs, min_ndim=2)
     quantile = check_real("quantile", quantile, min=0.0, max=1.0)
     return float(torch.quantile(lp_norm(X, p, center), quantile))
 
@@ -446,16 +424,24 @@ def data_radius(X: torch.Tensor, p=2, center: float = 0.5, quantile: float = 0.5
 # the training images — 3.39 for digits, 8.34 for shapes — and clamp=(0, 1) keeps pixels valid.)
 # ``tv_weight`` is the recommended total-variation weight from lecture 01's ablation: it at least
 # halves TV and keeps ≥ 80 % of the unregularised activation (benchmarks/bench_featurevis.py).
+# The number of steps is "n_steps"; course_settings(..., steps=k) (the old name) still sets it.
+_STEPS_KEY = "n_steps"
 COURSE_SETTINGS = {
-    "digits": dict(p=math.inf, radius=0.5, center=0.5, steps=150, lr=0.2, tv_weight=0.4),
-    "shapes": dict(p=math.inf, radius=0.5, center=0.5, steps=150, lr=0.2, tv_weight=0.007),
+    "digits": dict(p=math.inf, radius=0.5, center=0.5, lr=0.2, tv_weight=0.4, **{_STEPS_KEY: 150}),
+    "shapes": dict(p=math.inf, radius=0.5, center=0.5, lr=0.2, tv_weight=0.007, **{_STEPS_KEY: 150}),
 }
 
 
 def course_settings(dataset: str, **overrides) -> dict:
-    """Keyword arguments for ``activation_maximization`` on a course model ("digits"/"shapes")."""
-    if dataset not in COURSE_SETTINGS:
-        raise ValueError(f"dataset must be one of {tuple(COURSE_SETTINGS)}, got {dataset!r}")
+    """Keyword arguments for ``activation_maximization`` on a course model ("digits"/"shapes").
+
+    The number of steps is ``n_steps``; ``steps=`` (its old name) still sets it, with a DeprecationWarning."""
+    check_choice("dataset", dataset, tuple(COURSE_SETTINGS))
+    if "steps" in overrides and "n_steps" in overrides:
+        raise TypeError("course_settings: give n_steps= only (steps= is its deprecated old name)")
+    if "steps" in overrides:
+        warnings.warn("course_settings(steps=...) is deprecated; use n_steps=", DeprecationWarning, stacklevel=2)
+        overrides[_STEPS_KEY] = overrides.pop("steps")
     return {**COURSE_SETTINGS[dataset], **overrides}
 
 
@@ -467,6 +453,9 @@ def tv_sweep(model, objective, shape, tv_weights, progress: bool = False, **kwar
     ablation of lecture 01: how much total variation a weight removes and how much of the
     activation survives (divide by the row of tv_weight = 0).
     """
+    if isinstance(tv_weights, (str, bytes)) or not hasattr(tv_weights, "__iter__"):
+        raise TypeError(f"tv_weights must be a sequence of numbers ≥ 0, got {tv_weights!r}")
+    progress = check_bool("progress", progress)
     ws = [check_real(f"tv_weights[{i}]", w, min=0.0) for i, w in enumerate(tv_weights)]
     if not ws:
         raise ValueError("tv_weights must not be empty")

@@ -43,10 +43,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ._torch import capture, check_inputs, check_model, eval_on, last_layer_of_type, scores, select, target_index
+from ._torch import check_inputs, check_model, eval_on, resolve_target, scores
 from ._validate import check_choice, check_int, check_real
 from .constraints import ascent_step, project_lp
 
@@ -58,17 +57,18 @@ ATTACK_KINDS = ("random_sign", "topk", "center")
 
 
 # ------------------------------------------------------------------ differentiable maps
-def _check_x(model, x):
-    x = check_inputs(model, x, "x")
+def _check_x(model, x, name="x"):
+    x = check_inputs(model, x, name)
     if x.dim() != 4:
-        raise ValueError(f"x must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"{name} must be a batch of images (N, C, H, W), got shape {tuple(x.shape)}")
     return x
 
 
-def attribution_map(method: str, model, x, target, create_graph: bool = False, *, n_samples: int = 16,
-                    sigma: float = 0.15, seed: int = 0, n_steps: int = 16, layer=None, noise=None) -> torch.Tensor:
-    """|attribution| summed over channels, (N, C, H, W) → (N, H, W), differentiable in x when
-    ``create_graph=True`` (for the attacks). Same numbers as the package's methods:
+def attribution_map(method: str, model, inputs=None, target=None, create_graph: bool = False, *, n_samples: int = 16,
+                    sigma: float = 0.15, seed: int = 0, n_steps: int = 16, layer=None, noise=None, **old) -> torch.Tensor:
+    """|attribution| summed over channels, (N, C, H, W) → (N, H, W), differentiable in the inputs
+    when ``create_graph=True`` (for the attacks). It calls the package's methods (which all take
+    ``create_graph=``):
 
     * "gradient": ``attribution.gradient``;
     * "smoothgrad": ``attribution.smoothgrad(sigma=σ, n_samples, seed, input_range=(0, 1))``
@@ -77,43 +77,43 @@ def attribution_map(method: str, model, x, target, create_graph: bool = False, *
       Gauss–Legendre);
     * "grad_cam": ``attribution.grad_cam(layer=...)[:, 0]`` (one channel of the map, which the
       package repeats over C; last conv layer by default).
+    target: int, one per sample, or None (the predicted class). (``x=`` is the deprecated name of
+    ``inputs``.)
     """
-    from .attribution.gradients import ig_points
+    from . import attribution as A
+    from ._torch import deprecated_kwargs, resolve_target, target_gradient
 
+    if old:
+        deprecated_kwargs("attribution_map", old, {"x": "inputs"})
+        if set(old) != {"inputs"} or inputs is not None:
+            raise TypeError("attribution_map(method, model, inputs, target=None, create_graph=False, **options)")
+        inputs = old["inputs"]
     check_choice("method", method, ATTACK_METHODS)
-    N = len(x)
-    with torch.enable_grad():
-        xg = x if x.requires_grad else x.detach().clone().requires_grad_(True)
-        if method == "gradient":
-            out = scores(model, xg)
-            t = target_index(target, N, out.shape[1])
-            (a,) = torch.autograd.grad(select(out, t).sum(), xg, create_graph=create_graph)
-        elif method == "smoothgrad":
-            if noise is None:
-                g = torch.Generator(device=x.device).manual_seed(int(seed))
-                noise = torch.randn((N * n_samples,) + tuple(x.shape[1:]), generator=g, dtype=x.dtype, device=x.device)
-            noisy = xg.repeat_interleave(n_samples, dim=0) + sigma * noise
-            out = scores(model, noisy)
-            t = target_index(target, N, out.shape[1]).repeat_interleave(n_samples)
-            (gn,) = torch.autograd.grad(select(out, t).sum(), noisy, create_graph=create_graph)
-            a = gn.reshape(N, n_samples, *x.shape[1:]).mean(1)
-        elif method == "integrated_gradients":
-            alphas, weights = ig_points(n_steps, "gausslegendre")
-            path = torch.cat([a_k * xg for a_k in alphas])       # baseline 0: x′ + α(x − x′) = αx
-            out = scores(model, path)
-            t = target_index(target, N, out.shape[1])
-            (gp,) = torch.autograd.grad(select(out, t.repeat(len(alphas))).sum(), path, create_graph=create_graph)
-            w = torch.tensor(weights, dtype=x.dtype, device=x.device).view(-1, *([1] * x.dim()))
-            a = (gp.reshape(len(alphas), N, *x.shape[1:]) * w).sum(0) * xg
-        else:
-            key = layer if layer is not None else last_layer_of_type(model, nn.Conv2d)
-            with capture(model, key) as acts:
-                out = scores(model, xg)
-            t = target_index(target, N, out.shape[1])
-            A = acts[key]
-            (gA,) = torch.autograd.grad(select(out, t).sum(), A, create_graph=create_graph)
-            cam = torch.relu((gA.mean(dim=(2, 3), keepdim=True) * A).sum(1, keepdim=True))
-            a = F.interpolate(cam, size=tuple(x.shape[2:]), mode="bilinear")
+    x = _check_x(model, inputs, "inputs")
+    if create_graph and inputs.requires_grad:
+        x = inputs
+    n_samples = check_int("n_samples", n_samples, min=1)
+    n_steps = check_int("n_steps", n_steps, min=1)
+    sigma = check_real("sigma", sigma, min=0.0)
+    if method == "gradient":
+        a = A.gradient(model, x, target, create_graph=create_graph)
+    elif method == "smoothgrad" and noise is None:
+        a = A.smoothgrad(model, x, target, sigma=sigma, n_samples=n_samples, seed=seed, input_range=(0, 1),
+                         create_graph=create_graph)
+    elif method == "smoothgrad":
+        N = len(x)
+        if not isinstance(noise, torch.Tensor) or noise.shape != (N * n_samples,) + tuple(x.shape[1:]):
+            raise ValueError(f"noise must be a tensor of shape {(N * n_samples,) + tuple(x.shape[1:])}, got "
+                             f"{getattr(noise, 'shape', type(noise).__name__)}")
+        t = resolve_target(model, x, target)
+        noisy = x.repeat_interleave(n_samples, dim=0) + sigma * noise.to(x)
+        gn = target_gradient(model, noisy, t.repeat_interleave(n_samples), create_graph=create_graph)
+        a = gn.reshape(N, n_samples, *x.shape[1:]).mean(1)
+    elif method == "integrated_gradients":
+        a = A.integrated_gradients(model, x, target, n_steps=n_steps, create_graph=create_graph)
+    else:
+        return A.grad_cam(model, x, target, layer=layer, create_graph=create_graph)[:, 0].abs() if create_graph \
+            else A.grad_cam(model, x, target, layer=layer)[:, 0].abs().detach()
     m = a.abs().sum(1)
     return m if create_graph else m.detach()
 
@@ -308,7 +308,7 @@ def attack_attribution(model, attribution_fn, x, target=None, kind: str = "topk"
         with torch.no_grad():
             p0 = torch.softmax(scores(model, x), 1)
         pred = p0.argmax(1)
-        t = pred if target is None else target_index(target, N, p0.shape[1])
+        t = resolve_target(model, x, target, outputs=p0)
         conf0 = p0.gather(1, pred[:, None])[:, 0]
         m0 = fn(model, x, t, False).detach()
         top = torch.topk(m0.flatten(1), k, dim=1).indices

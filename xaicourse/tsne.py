@@ -97,6 +97,8 @@ def squared_distances(X) -> torch.Tensor:
     no distance but keeps the Gram matrix well conditioned).
     """
     X = _matrix("X", X)
+    if X.shape[0] == 0:
+        raise ValueError(f"X is empty (shape {tuple(X.shape)}): give at least one point")
     X = X - X.mean(0, keepdim=True)
     sq = (X * X).sum(1)
     D = torch.addmm(sq[:, None] + sq[None, :], X, X.T, alpha=-2.0).clamp_min_(0.0)
@@ -198,8 +200,15 @@ def joint_probabilities(P_cond) -> torch.Tensor:
     """
     P_cond = _matrix("P_cond", P_cond)
     n = P_cond.shape[0]
-    if P_cond.shape[1] != n:
-        raise ValueError(f"P_cond must be square (N, N), got shape {tuple(P_cond.shape)}")
+    if P_cond.shape[1] != n or n == 0:
+        raise ValueError(f"P_cond must be square (N, N) with N ≥ 1, got shape {tuple(P_cond.shape)}")
+    if (P_cond < 0).any():
+        raise ValueError("P_cond must hold probabilities (non-negative values)")
+    rows = P_cond.detach().sum(1)
+    if not torch.allclose(rows, torch.ones_like(rows), atol=1e-3):
+        raise ValueError(f"P_cond's rows must each sum to 1 (conditional distributions p_(j|i)), got row sums "
+                         f"from {rows.min().item():.4g} to {rows.max().item():.4g}; "
+                         f"use conditional_probabilities(D, perplexity)")
     P = (P_cond + P_cond.T) / (2.0 * n)
     P.fill_diagonal_(0.0)
     return P
@@ -227,6 +236,10 @@ def _check_pair(P, Y):
     if P.shape[0] != P.shape[1] or P.shape[0] != Y.shape[0]:
         raise ValueError(f"P must be (N, N) and Y (N, d) with the same N, got {tuple(P.shape)} and "
                          f"{tuple(Y.shape)}")
+    if P.shape[0] < 2:
+        raise ValueError(f"P and Y must describe at least 2 points, got {P.shape[0]}")
+    if (P < 0).any():
+        raise ValueError("P must hold joint probabilities (non-negative values)")
     return P.to(device=Y.device, dtype=Y.dtype), Y
 
 
@@ -251,6 +264,7 @@ def kl_gradient(P, Y, exaggeration: float = 1.0) -> torch.Tensor:
     Matrix form: with M = (αP − Q) ∘ W, grad = 4 (diag(M·1) − M) Y.
     """
     P, Y = _check_pair(P, Y)
+    exaggeration = check_real("exaggeration", exaggeration, min=0.0, min_inclusive=False)
     Q, W = student_t_probabilities(Y, return_kernel=True)
     M = (exaggeration * P - Q) * W
     return 4.0 * (M.sum(1, keepdim=True) * Y - M @ Y)
@@ -264,6 +278,8 @@ def pca_init(X, n_components: int = 2, scale: float = 1e-4) -> torch.Tensor:
     X: (N, F) → (N, n_components) in X's dtype.
     """
     X = _matrix("X", X)
+    if X.shape[0] < 2:
+        raise ValueError(f"X must hold at least 2 points for PCA, got shape {tuple(X.shape)}")
     Xw = X.to(_wide_dtype(X.device))
     Xc = Xw - Xw.mean(0, keepdim=True)
     n, f = Xc.shape

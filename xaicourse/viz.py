@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._validate import as_tensor, check_choice, check_int, check_real
+from .maps import to_numpy_image  # the one image-to-numpy (kept importable from here)
 
-def to_numpy_image(img) -> np.ndarray:
-    """(C, H, W) or (H, W) tensor/array → (H, W) or (H, W, 3) float array for imshow."""
-    a = img.detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-    if a.ndim == 3 and a.shape[0] in (1, 3):
-        a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
-    if a.ndim not in (2, 3):
-        raise ValueError(f"img must be (C,H,W) or (H,W), got shape {a.shape}")
-    return a
+REDUCTIONS = ("sum_squares", "sum")
+
+
+def _attr_array(name: str, attr) -> np.ndarray:
+    """An attribution map (C, H, W) or (H, W), finite and non-empty, as a float64 (C, H, W) array."""
+    t = as_tensor(name, attr.detach() if isinstance(attr, torch.Tensor) else attr, ndim=(2, 3))
+    a = t.cpu().double().numpy()
+    return a[None] if a.ndim == 2 else a
 
 
 def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.4,
@@ -21,9 +23,14 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: fl
     """Show a batch of images (N, C, H, W) in a grid; returns the matplotlib Figure."""
     import matplotlib.pyplot as plt
 
+    if images is None or isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
+        raise TypeError(f"images must be a batch of images (N, C, H, W) or a list of them, got {type(images).__name__}")
     n = len(images)
     if n == 0:
         raise ValueError("images must not be empty")
+    ncols = check_int("ncols", ncols, min=1)
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if titles else 0)),
@@ -48,19 +55,11 @@ def seismic_values(attr, reduce: str = "sum_squares") -> np.ndarray:
       * "sum": h(p) = Σ_c attr[c, p] (signed contribution).
     h is divided by max|h| (so h ∈ [−1, 1]), then mapped to h/2 + 0.5 ∈ [0, 1].
     """
-    a = attr.detach().cpu().double().numpy() if isinstance(attr, torch.Tensor) else np.asarray(attr, float)
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim != 3:
-        raise ValueError(f"attr must be (C,H,W) or (H,W), got shape {a.shape}")
-    if reduce == "sum_squares":
-        h = (a ** 2).sum(0)
-    elif reduce == "sum":
-        h = a.sum(0)
-    else:
-        raise ValueError(f"reduce must be 'sum_squares' or 'sum', got {reduce!r}")
+    check_choice("reduce", reduce, REDUCTIONS)
+    a = _attr_array("attr", attr)
+    h = (a ** 2).sum(0) if reduce == "sum_squares" else a.sum(0)
     if not np.all(np.isfinite(h)):
-        raise ValueError("attr contains NaN or inf")
+        raise ValueError("attr is too large: its channel sum overflows to inf; rescale it")
     m = np.abs(h).max()
     h = h / m if m > 0 else h
     return h / 2.0 + 0.5
@@ -74,13 +73,19 @@ def seismic_heatmap(attr, reduce: str = "sum_squares", cmap: str = "seismic") ->
 
 
 def overlay(image, attr, alpha: float = 0.5, reduce: str = "sum", cmap: str = "seismic") -> np.ndarray:
-    """Blend the heatmap of ``attr`` over ``image`` (grey-scaled); (H, W, 3) in [0, 1]."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    """Blend the heatmap of ``attr`` over ``image`` (grey-scaled); (H, W, 3) in [0, 1].
+
+    image: (C, H, W) or (H, W), finite; attr: (C, H, W) or (H, W) with the same H, W."""
+    alpha = check_real("alpha", alpha, min=0.0, max=1.0)
+    as_tensor("image", image.detach() if isinstance(image, torch.Tensor) else image, ndim=(2, 3))
     img = to_numpy_image(image)
     grey = img.mean(-1) if img.ndim == 3 else img
+    heat = seismic_heatmap(attr, reduce, cmap)
+    if grey.shape != heat.shape[:2]:
+        raise ValueError(f"image and attr must have the same height and width, got image {grey.shape} "
+                         f"and attr {heat.shape[:2]}")
     grey = (grey - grey.min()) / (np.ptp(grey) + 1e-12)
-    return (1 - alpha) * np.repeat(grey[..., None], 3, -1) + alpha * seismic_heatmap(attr, reduce, cmap)
+    return (1 - alpha) * np.repeat(grey[..., None], 3, -1) + alpha * heat
 
 
 def show_attributions(image, maps: dict, reduce: str = "sum", size: float = 2.2, title=None):
@@ -107,9 +112,16 @@ def embedding_scatter(Y, labels=None, images=None, n_thumbs: int = 40, zoom: flo
     import matplotlib.pyplot as plt
     from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
-    Y = Y.detach().cpu().numpy() if isinstance(Y, torch.Tensor) else np.asarray(Y)
-    if Y.ndim != 2 or Y.shape[1] != 2:
+    Y = as_tensor("Y", Y.detach() if isinstance(Y, torch.Tensor) else Y, ndim=2).cpu().numpy()
+    if Y.shape[1] != 2:
         raise ValueError(f"Y must be (N, 2), got {Y.shape}")
+    n_thumbs = check_int("n_thumbs", n_thumbs, min=0)
+    seed = check_int("seed", seed, min=0)
+    zoom = check_real("zoom", zoom, min=0.0, min_inclusive=False)
+    if labels is not None and len(labels) != len(Y):
+        raise ValueError(f"labels must have one entry per point ({len(Y)}), got {len(labels)}")
+    if images is not None and len(images) != len(Y):
+        raise ValueError(f"images must have one image per point ({len(Y)}), got {len(images)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
     lab = None if labels is None else np.asarray(labels)

@@ -2,7 +2,7 @@
 
 Every check draws its own images, attributions, step counts, fill values, masks and map sizes per
 student and computes the reference here, from scratch (float64). Both tasks ask for something the
-libraries do not return: the predicted class along the deletion path (``xaicourse.metrics`` and
+libraries do not return: the predicted class along the deletion path (``xaicourse.evaluation`` and
 Quantus's ``PixelFlipping`` give the target's score only) and the pixel each map points at
 (``pointing_game`` / Quantus's ``PointingGame`` give hit or miss only).
 
@@ -17,7 +17,7 @@ from torch import nn
 
 from xaicourse.checking import Failed, close, task
 
-RULED_OUT = ["xaicourse.metrics", "xaicourse.widgets", "quantus", "captum"]
+RULED_OUT = ["xaicourse.evaluation", "xaicourse.metrics", "xaicourse.widgets", "quantus", "captum"]
 FORBIDDEN = {"deletion_answer": RULED_OUT, "pointing_answer": RULED_OUT}
 
 PROB_ATOL = 1e-5

@@ -1,9 +1,14 @@
 """Feature attribution: which parts of the input made the model say ``target``?
 
-One signature for every method — ``f(model, inputs, target, **options)`` → a tensor shaped like
-``inputs`` — captum's convention: ``inputs`` is a batch (N, ...), ``target`` an int or one int per
-sample. Layer methods take ``layer=`` as a keyword (a module of the model or its dotted name).
-Every method explains the model in eval mode and leaves it exactly as it found it.
+One signature for every method — ``f(model, inputs, target=None, **options)`` → a tensor shaped
+like ``inputs`` — captum's convention: ``inputs`` is a batch (N, ...), ``target`` an int, one int
+per sample, or None = the model's predicted class (``_torch.resolve_target``). The reference input
+is ``baselines`` everywhere (a number, a tensor broadcastable to the inputs, or "zero" / "blur" /
+"noise" / "mean": ``_torch.resolve_baselines``). Layer methods take ``layer=`` as a keyword (a
+module of the model or its dotted name). Counts are ``n_samples`` / ``n_steps`` / ``batch_size``,
+randomness ``seed``. Every gradient goes through ``_torch.target_gradient`` (which takes
+``create_graph=``). Every method explains the model in eval mode and leaves it exactly as it found
+it; the perturbation methods (occlusion, LIME, Shapley) take any callable model.
 
 ``METHODS`` is the registry (name → function) and ``attribute(name, ...)`` looks a method up:
 adding a method is one function in its family module plus one entry here.
@@ -46,14 +51,14 @@ METHODS = {
     "shapley_exact": shapley_exact,
     "meaningful_perturbation": meaningful_perturbation,
 }
-"""name → attribution function; every entry is ``f(model, inputs, target, **options)``."""
+"""name → attribution function; every entry is ``f(model, inputs, target=None, **options)``."""
 
 
-def attribute(method: str, model, inputs, target, **options):
+def attribute(method: str, model, inputs, target=None, **options):
     """Run the attribution method called ``method`` (a key of ``METHODS``) — for pickers and loops.
 
     ``options`` go to the method, e.g. ``layer=`` for "grad_cam", ``sigma``/``n_samples`` for
-    "smoothgrad", ``window``/``stride`` for "occlusion", ``num_samples``/``kernel_width`` for "lime".
+    "smoothgrad", ``window``/``stride`` for "occlusion", ``n_samples``/``kernel_width`` for "lime".
     An option the method does not take raises a TypeError listing the ones it does.
     """
     if method not in METHODS:

@@ -15,43 +15,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._torch import (capture, check_inputs, eval_on, last_layer_of_type, resolve_layer, scores, select,
-                      target_index)
-from .._validate import check_choice
+from .._torch import check_inputs, last_layer_of_type, resolve_layer, target_gradient
+from .._validate import check_bool, check_choice
 
 __all__ = ["grad_cam", "layer_activation_and_grad"]
 
 INTERPOLATE_MODES = ("nearest", "bilinear", "bicubic", "area")
 
 
-def layer_activation_and_grad(model: nn.Module, inputs: torch.Tensor, target, *, layer):
-    """(A, ∂y_t/∂A) of ``layer``'s output for the batch, both shaped like the layer output."""
+def layer_activation_and_grad(model: nn.Module, inputs: torch.Tensor, target=None, *, layer,
+                              create_graph: bool = False):
+    """(A, ∂y_t/∂A) of ``layer``'s output for the batch, both shaped like the layer output
+    (``_torch.target_gradient(..., layer=layer)``)."""
     resolve_layer(model, layer)
     x0 = check_inputs(model, inputs)
-    with eval_on(model, freeze=True), capture(model, layer) as acts, torch.enable_grad():
-        x = x0.detach().clone().requires_grad_(True)
-        out = scores(model, x)
-        t = target_index(target, len(x), out.shape[1])
-        (g,) = torch.autograd.grad(select(out, t).sum(), acts[layer])
-    return acts[layer].detach(), g
+    if create_graph and inputs.requires_grad:
+        x0 = inputs
+    g, _, _, A = target_gradient(model, x0, target, layer=layer, create_graph=create_graph, return_outputs=True)
+    return (A if create_graph else A.detach()), g
 
 
-def grad_cam(model: nn.Module, inputs: torch.Tensor, target, *legacy, layer=None, relu: bool = True,
-             interpolate_mode: str = "bilinear", upsample: bool = True) -> torch.Tensor:
+def grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, *legacy, layer=None, relu: bool = True,
+             interpolate_mode: str = "bilinear", upsample: bool = True, create_graph: bool = False) -> torch.Tensor:
     """Grad-CAM map for ``target`` at ``layer``, shaped like ``inputs`` (N, C, H, W).
 
     layer: a module of the model or its dotted name; None picks the last ``nn.Conv2d``.
     The (N, 1, m, n) map is upsampled to (H, W) with ``F.interpolate(mode=interpolate_mode)``
     and repeated over the C channels (every channel holds the same map); ``upsample=False``
     returns the raw (N, 1, m, n) layer map. relu: apply the ReLU (captum's
-    ``relu_attributions``; its default is False).
+    ``relu_attributions``; its default is False). target: int, one per sample, or None (the
+    predicted class). create_graph: keep the graph (attacks on explanations).
     """
     if legacy or isinstance(inputs, (str, nn.Module)):  # the old grad_cam(model, layer, inputs, target)
         raise TypeError("grad_cam takes the layer as a keyword: grad_cam(model, inputs, target, layer=...)")
     check_choice("interpolate_mode", interpolate_mode, INTERPOLATE_MODES)
+    relu, upsample = check_bool("relu", relu), check_bool("upsample", upsample)
+    check_bool("create_graph", create_graph)
     if layer is None:
         layer = last_layer_of_type(model, nn.Conv2d)
-    A, g = layer_activation_and_grad(model, inputs, target, layer=layer)
+    A, g = layer_activation_and_grad(model, inputs, target, layer=layer, create_graph=create_graph)
     if A.dim() != 4:
         raise ValueError(f"layer output must be (N, K, m, n) feature maps, got shape {tuple(A.shape)}")
     alpha = g.mean(dim=(2, 3), keepdim=True)              # (N, K, 1, 1)

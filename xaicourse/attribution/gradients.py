@@ -22,12 +22,13 @@ derives them. Every function is ``f(model, inputs, target, **options)`` → a te
 """
 from __future__ import annotations
 
-import math
+import warnings
 
 import torch
 from torch import nn
 
-from .._torch import check_inputs, eval_on, hooks, scores, select, target_index
+from .._torch import (QUADRATURE_RULES, check_inputs, deprecated_kwargs, eval_on, hooks, interpolation_path,
+                      quadrature, resolve_baselines, resolve_target, scores, select, target_gradient)
 from .._validate import as_tensor, check_bool, check_choice, check_int, check_real
 
 __all__ = ["gradient", "saliency", "squared_gradient", "input_x_gradient", "smoothgrad", "guided_backprop",
@@ -35,37 +36,39 @@ __all__ = ["gradient", "saliency", "squared_gradient", "input_x_gradient", "smoo
 
 
 # ------------------------------------------------------------------ the vanilla gradient
-def gradient(model: nn.Module, inputs: torch.Tensor, target, *, create_graph: bool = False) -> torch.Tensor:
+def gradient(model: nn.Module, inputs: torch.Tensor, target=None, *, create_graph: bool = False) -> torch.Tensor:
     """∂f_t/∂x for each sample of ``inputs`` (N, ...) → tensor of the same shape.
 
     Computes the gradient of Σ_n f_{t_n}(x_n); samples do not interact in eval mode, so row n
-    of the result is ∂f_{t_n}(x_n)/∂x_n. ``target``: int or one int per sample.
-    ``create_graph=True`` keeps the graph (for a gradient of the gradient, e.g. attacks).
+    of the result is ∂f_{t_n}(x_n)/∂x_n. ``target``: int, one int per sample, or None (the
+    predicted class). ``create_graph=True`` keeps the graph (for a gradient of the gradient, e.g.
+    attacks; then ``inputs`` that require grad are differentiated as given).
     """
     x0 = check_inputs(model, inputs)
-    with eval_on(model, freeze=True), torch.enable_grad():
-        x = x0.detach().clone().requires_grad_(True)
-        out = scores(model, x)
-        t = target_index(target, len(x), out.shape[1])
-        (g,) = torch.autograd.grad(select(out, t).sum(), x, create_graph=create_graph)
-    return g.to(inputs.device)
+    return target_gradient(model, x0, target, create_graph=create_graph).to(inputs.device)
 
 
-def saliency(model: nn.Module, inputs: torch.Tensor, target, *, abs: bool = True) -> torch.Tensor:
-    """Saliency map |∂f_t/∂x| (``abs=True``, captum's default) or the signed gradient.
+def saliency(model: nn.Module, inputs: torch.Tensor, target=None, *, absolute: bool = True, **old) -> torch.Tensor:
+    """Saliency map |∂f_t/∂x| (``absolute=True``, captum's default) or the signed gradient.
 
-    inputs: (N, C, H, W) or (N, D); returns the same shape.
+    inputs: (N, C, H, W) or (N, D); returns the same shape. (``abs=`` is the deprecated name.)
     """
+    if old:
+        if set(old) - {"abs"}:
+            raise TypeError(f"saliency got unexpected keyword arguments {sorted(set(old) - {'abs'})}")
+        warnings.warn("saliency(abs=...) is deprecated; use absolute=", DeprecationWarning, stacklevel=2)
+        absolute = old["abs"]
+    absolute = check_bool("absolute", absolute)
     g = gradient(model, inputs, target)
-    return g.abs() if abs else g
+    return g.abs() if absolute else g
 
 
-def squared_gradient(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
+def squared_gradient(model: nn.Module, inputs: torch.Tensor, target=None) -> torch.Tensor:
     """(∂f_t/∂x)² element-wise; inputs (N, ...) → same shape, all entries ≥ 0."""
     return gradient(model, inputs, target) ** 2
 
 
-def input_x_gradient(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
+def input_x_gradient(model: nn.Module, inputs: torch.Tensor, target=None) -> torch.Tensor:
     """x ⊙ ∂f_t/∂x; inputs (N, ...) → same shape."""
     g = gradient(model, inputs, target)  # checks inputs first
     return inputs.detach() * g
@@ -80,9 +83,9 @@ BASES = {
 }
 
 
-def smoothgrad(model: nn.Module, inputs: torch.Tensor, target, *, sigma: float = 0.15, n_samples: int = 50,
+def smoothgrad(model: nn.Module, inputs: torch.Tensor, target=None, *, sigma: float = 0.15, n_samples: int = 50,
                seed: int | None = 0, generator: torch.Generator | None = None, input_range=None,
-               base: str = "gradient", batch_size: int | None = None) -> torch.Tensor:
+               base: str = "gradient", batch_size: int | None = None, create_graph: bool = False) -> torch.Tensor:
     """SmoothGrad map, shaped like ``inputs`` (N, ...).
 
     sigma: noise std relative to the input range (≥ 0; the paper finds 10–20 % works well).
@@ -90,7 +93,8 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target, *, sigma: float =
     sample's own max − min. n_samples: number of noisy copies n ≥ 1. seed / generator: the
     noise source (a ``torch.Generator`` wins over ``seed``; ``seed=None`` uses torch's global
     RNG, like captum). base: "gradient" | "saliency" | "squared_gradient" | "input_x_gradient".
-    batch_size: noisy copies per model call (None = all n at once).
+    batch_size: noisy copies per model call (None = all n at once). target: int, one per sample,
+    or None (the predicted class). create_graph: keep the graph (attacks on explanations).
 
     Noise layout follows captum's ``NoiseTunnel``: chunks of ``batch_size`` copies are drawn as
     one ``normal`` call of shape (N·chunk, ...), sample n's copies being rows n·chunk …
@@ -99,13 +103,17 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target, *, sigma: float =
     NoiseTunnel(Saliency(m)).attribute(x, nt_type="smoothgrad", nt_samples=n, stdevs=σ_abs,
     target=t, abs=False)`` ≙ ``smoothgrad(m, x, t, sigma=σ, n_samples=n, seed=s, input_range=(0, 1))``.
     """
-    x = check_inputs(model, inputs).detach()
+    x = check_inputs(model, inputs)
+    check_bool("create_graph", create_graph)
+    x = x if (create_graph and x.requires_grad) else x.detach()
     check_choice("base", base, BASES)
     sigma = check_real("sigma", sigma, min=0.0)
     n_samples = check_int("n_samples", n_samples, min=1)
     bs = n_samples if batch_size is None else min(n_samples, check_int("batch_size", batch_size, min=1))
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     N = len(x)
-    t = target_index(target, N, _n_outputs(model, x))
+    t = resolve_target(model, x, target)
     if input_range is None:
         flat = x.reshape(N, -1)
         rng = flat.max(1).values - flat.min(1).values
@@ -116,23 +124,20 @@ def smoothgrad(model: nn.Module, inputs: torch.Tensor, target, *, sigma: float =
         rng = torch.full((N,), hi - lo, dtype=x.dtype, device=x.device)
     std = (sigma * rng).to(x.dtype).reshape(N, *([1] * (x.dim() - 1)))
     if generator is None and seed is not None:
-        generator = torch.Generator(device=x.device).manual_seed(check_int("seed", seed))
-    fn = BASES[base]
+        generator = torch.Generator(device=x.device).manual_seed(check_int("seed", seed, min=0))
     total = torch.zeros_like(x)
     done = 0
     while done < n_samples:
         k = min(bs, n_samples - done)
         eps = torch.randn((N * k,) + tuple(x.shape[1:]), generator=generator, dtype=x.dtype, device=x.device)
         noisy = x.repeat_interleave(k, dim=0) + eps * std.repeat_interleave(k, dim=0)
-        a = fn(model, noisy, t.repeat_interleave(k))
-        total += a.reshape(N, k, *x.shape[1:]).sum(1)
+        g = target_gradient(model, noisy, t.repeat_interleave(k), create_graph=create_graph)
+        a = {"gradient": g, "saliency": g.abs() if base == "saliency" else None,
+             "squared_gradient": g ** 2 if base == "squared_gradient" else None,
+             "input_x_gradient": noisy * g if base == "input_x_gradient" else None}[base]
+        total = total + a.reshape(N, k, *x.shape[1:]).sum(1)
         done += k
     return (total / n_samples).to(inputs.device)
-
-
-def _n_outputs(model, x) -> int:
-    with eval_on(model), torch.no_grad():
-        return scores(model, x[:1]).shape[1]
 
 
 # ------------------------------------------------------------------ guided backprop
@@ -141,7 +146,7 @@ def _positive_grad(module, grad_input, grad_output):
     return tuple(None if g is None else torch.relu(g) for g in grad_input)
 
 
-def guided_backprop(model: nn.Module, inputs: torch.Tensor, target) -> torch.Tensor:
+def guided_backprop(model: nn.Module, inputs: torch.Tensor, target=None) -> torch.Tensor:
     """Guided-backprop map shaped like ``inputs`` (N, ...).
 
     Implemented with a backward hook on every ``nn.ReLU`` module (functional ``F.relu`` calls
@@ -159,177 +164,136 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target) -> torch.Ten
 
 
 # ------------------------------------------------------------------ integrated gradients (lecture 04)
-RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
+RULES = QUADRATURE_RULES
 
 
 def ig_points(n_steps: int, method: str = "gausslegendre"):
-    """Quadrature points α_k ∈ [0, 1] and weights w_k for ∫₀¹ g(α) dα ≈ Σ_k w_k g(α_k).
-
-    The same numbers as captum's ``approximation_methods``:
-
-    * ``riemann_left`` α_k = k/n, ``riemann_right`` α_k = (k+1)/n, ``riemann_middle``
-      α_k = (k+½)/n, all with w_k = 1/n (k = 0 … n−1);
-    * ``riemann_trapezoid`` α_k = k/(n−1) (n ≥ 2) with w = 1/n, the two end weights halved —
-      captum's weights, which sum to (n−1)/n, not 1: its "trapezoid" underestimates every
-      integral by the factor (n−1)/n (visible as an O(1/n) convergence delta);
-    * ``gausslegendre`` the n-point Gauss–Legendre nodes and weights mapped from [−1, 1] to
-      [0, 1] (exact for polynomials of degree ≤ 2n − 1).
-
-    Returns two Python lists (alphas, weights) of length n.
-    """
-    check_choice("method", method, RULES)
-    n = check_int("n_steps", n_steps, min=2 if method == "riemann_trapezoid" else 1)
-    if method == "gausslegendre":
-        import numpy as np
-        nodes, weights = np.polynomial.legendre.leggauss(n)
-        return (0.5 * (1 + nodes)).tolist(), (0.5 * weights).tolist()
-    if method == "riemann_trapezoid":
-        w = [1 / n] * n
-        w[0] /= 2
-        w[-1] /= 2
-        return torch.linspace(0, 1, n).tolist(), w
-    start, stop = {"riemann_left": (0, 1 - 1 / n), "riemann_right": (1 / n, 1),
-                   "riemann_middle": (1 / (2 * n), 1 - 1 / (2 * n))}[method]
-    return torch.linspace(start, stop, n).tolist(), [1 / n] * n
+    """Deprecated: ``_torch.quadrature(n_steps, method)`` (tensors in a chosen dtype). Returns the
+    float64 points and weights as two Python lists (alphas, weights)."""
+    warnings.warn("ig_points is deprecated; use xaicourse._torch.quadrature(n_steps, method, dtype=...)",
+                  DeprecationWarning, stacklevel=2)
+    a, w = quadrature(n_steps, method, dtype=torch.float64)
+    return a.tolist(), w.tolist()
 
 
-def _as_baseline(baselines, x: torch.Tensor) -> torch.Tensor:
-    """None → zeros, a number → constant, a tensor of shape x.shape[1:], (1, ...) or x.shape."""
-    if baselines is None:
-        return torch.zeros_like(x)
-    if isinstance(baselines, (int, float)) and not isinstance(baselines, bool):
-        return torch.full_like(x, float(check_real("baselines", baselines)))
-    if not isinstance(baselines, torch.Tensor):
-        raise TypeError(f"baselines must be None, a number, a tensor or a list of tensors, "
-                        f"got {type(baselines).__name__}")
-    b = baselines.to(device=x.device, dtype=x.dtype)
-    if b.dim() == 0:                                          # a 0-d tensor: a constant
-        b = b.expand(x.shape[1:])
-    if b.shape == x.shape[1:]:
-        b = b[None]
-    if b.dim() != x.dim() or b.shape[1:] != x.shape[1:] or len(b) not in (1, len(x)):
-        raise ValueError(f"baselines must have the shape of one input {tuple(x.shape[1:])}, of a batch of one "
-                         f"(1, {', '.join(map(str, x.shape[1:]))}) or of inputs {tuple(x.shape)}, "
-                         f"got {tuple(b.shape)}")
-    if not torch.isfinite(b).all():
-        raise ValueError("baselines contain NaN or inf")
-    return b.expand_as(x)
-
-
-def baseline_set(baselines, x: torch.Tensor) -> list[torch.Tensor]:
+def baseline_set(baselines, x: torch.Tensor, *, sigma: float = 2.0, seed: int = 0) -> list[torch.Tensor]:
     """``baselines`` as a list of tensors shaped like ``x`` (a list/tuple = a set of baselines)."""
     if isinstance(baselines, (list, tuple)):
         if not baselines:
             raise ValueError("baselines: an empty list; give at least one baseline")
-        return [_as_baseline(b, x) for b in baselines]
-    return [_as_baseline(baselines, x)]
+        return [resolve_baselines(x, b, sigma=sigma, seed=seed, name=f"baselines[{i}]") for i, b in enumerate(baselines)]
+    return [resolve_baselines(x, baselines, sigma=sigma, seed=seed)]
 
 
-def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target, baselines=None, n_steps: int = 50,
-                         method: str = "gausslegendre", internal_batch_size: int | None = None,
-                         return_convergence_delta: bool = False):
+def integrated_gradients(model: nn.Module, inputs: torch.Tensor, target=None, baselines=None, n_steps: int = 50,
+                         method: str = "gausslegendre", batch_size: int | None = None,
+                         return_convergence_delta: bool = False, *, sigma: float = 2.0, seed: int = 0,
+                         create_graph: bool = False, **old):
     """Integrated gradients (Sundararajan et al. 2017), shaped like ``inputs`` (N, ...).
 
     IG_i(x) = (x_i − x′_i) ∫₀¹ ∂f_t(x′ + α(x − x′))/∂x_i dα
             ≈ (x_i − x′_i) Σ_k w_k ∂f_t(x′ + α_k(x − x′))/∂x_i
 
-    with the quadrature (α_k, w_k) of ``method`` (see ``ig_points``; captum's numbers). By the
-    fundamental theorem of calculus for line integrals Σ_i IG_i = f_t(x) − f_t(x′)
-    (completeness); the quadrature error shows as the convergence delta.
+    with the quadrature (α_k, w_k) of ``method`` (``_torch.quadrature``; captum's numbers, in the
+    inputs' dtype). By the fundamental theorem of calculus for line integrals
+    Σ_i IG_i = f_t(x) − f_t(x′) (completeness); the quadrature error shows as the convergence delta.
 
-    baselines: the reference x′ — None (zeros: a black image), a number (constant image), a
-    tensor of shape (C, H, W), (1, C, H, W) or (N, C, H, W) (e.g. ``blurred_baseline``,
-    ``uniform_noise_baseline``), or a list/tuple of such tensors: a *set* of baselines, the
-    result being the mean of IG over the set (expected gradients, Erion et al. 2021, with the
+    target: int, one per sample, or None (the predicted class).
+    baselines: the reference x′ — None / "zero" (a black image), a number (constant image), a
+    tensor broadcastable to the inputs, "blur" (std ``sigma``), "noise" (``seed``), "mean"
+    (``_torch.resolve_baselines``), or a list/tuple of such: a *set* of baselines, the result
+    being the mean of IG over the set (expected gradients, Erion et al. 2021, with the
     expectation over baselines taken exactly; completeness then reads
     Σ_i IG_i = f_t(x) − mean_b f_t(x′_b)).
-    n_steps: quadrature points n ≥ 1 (≥ 2 for the trapezoid). internal_batch_size: at most this
-    many interpolated images per forward/backward pass (None: all N·n at once).
+    n_steps: quadrature points n ≥ 1 (≥ 2 for the trapezoid). batch_size: at most this many
+    interpolated inputs per forward/backward pass (None: all N·n at once; ``internal_batch_size``
+    is its deprecated name). create_graph: keep the graph (attacks on explanations).
     return_convergence_delta: also return δ = Σ_i IG_i − (f_t(x) − f_t(x′)) per sample, shape (N,).
 
     Same numbers as ``captum.attr.IntegratedGradients(model).attribute(inputs, baselines, target,
-    n_steps=n_steps, method=method)`` (interpolated images laid out step-major, like captum).
+    n_steps=n_steps, method=method)`` (interpolated inputs laid out step-major, like captum).
     """
-    x = check_inputs(model, inputs).detach()
-    alphas, weights = ig_points(n_steps, method)
+    deprecated_kwargs("integrated_gradients", old, {"internal_batch_size": "batch_size"})
+    if old:
+        unknown = set(old) - {"batch_size"}
+        if unknown:
+            raise TypeError(f"integrated_gradients got unexpected keyword arguments {sorted(unknown)}")
+        if batch_size is not None:
+            raise TypeError("integrated_gradients: give batch_size= only")
+        batch_size = old["batch_size"]
+    x = check_inputs(model, inputs)
+    x = x if (create_graph and x.requires_grad) else x.detach()
+    alphas, weights = quadrature(n_steps, method, dtype=x.dtype, device=x.device)
     check_bool("return_convergence_delta", return_convergence_delta)
+    check_bool("create_graph", create_graph)
     N, n = len(x), len(alphas)
-    ibs = N * n if internal_batch_size is None else check_int("internal_batch_size", internal_batch_size, min=1)
+    ibs = N * n if batch_size is None else check_int("batch_size", batch_size, min=1)
     per = max(1, ibs // N)                                    # steps per pass
-    base_list = baseline_set(baselines, x)
+    base_list = baseline_set(baselines, x.detach(), sigma=sigma, seed=seed)
     total = torch.zeros_like(x)
     deltas = torch.zeros(N, dtype=x.dtype, device=x.device)
-    with eval_on(model, freeze=True), torch.enable_grad():
-        fx = scores(model, x)
-        t = target_index(target, N, fx.shape[1])
-        fx = select(fx, t).detach()
+    with eval_on(model, freeze=True):
+        with torch.no_grad():
+            fx = scores(model, x)
+        t = resolve_target(model, x, target, outputs=fx)
+        fx = select(fx, t)
         for b in base_list:
             diff = x - b
             grads = torch.zeros_like(x)
             for s in range(0, n, per):
-                a = alphas[s:s + per]
-                w = torch.tensor(weights[s:s + per], dtype=torch.float32, device=x.device).to(x.dtype)
+                a, w = alphas[s:s + per], weights[s:s + per]
                 k = len(a)
-                # x′ + α_k (x − x′) for each step k, step-major; built with cat like captum so the
-                # batch keeps x's memory layout: conv kernels then round alike, and so do ties in
-                # max-pooling (on digits, with many equal zero pixels, a tie decides a gradient)
-                path = torch.cat([torch.empty_like(x).copy_(b + a_k * diff) for a_k in a]).requires_grad_(True)
-                out = select(scores(model, path), t.repeat(k))
-                (g,) = torch.autograd.grad(out.sum(), path)
-                grads += (g.reshape(k, N, *x.shape[1:]) * w.view(-1, *([1] * x.dim()))).sum(0)
+                path = (torch.cat([b + a_k * diff for a_k in a.tolist()]) if create_graph
+                        else interpolation_path(x, b, a))
+                g = target_gradient(model, path, t.repeat(k), create_graph=create_graph)
+                grads = grads + (g.reshape(k, N, *x.shape[1:]) * w.view(-1, *([1] * x.dim()))).sum(0)
             attr = grads * diff
-            total += attr
+            total = total + attr
             if return_convergence_delta:
                 with torch.no_grad():
                     fb = select(scores(model, b), t)
-                deltas += attr.reshape(N, -1).sum(1) - (fx - fb)
-    total /= len(base_list)
+                deltas += attr.detach().reshape(N, -1).sum(1) - (fx - fb)
+    total = total / len(base_list)
     deltas /= len(base_list)
     total = total.to(inputs.device)
     return (total, deltas.to(inputs.device)) if return_convergence_delta else total
 
 
 def blurred_baseline(inputs: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    """A Gaussian-blurred copy of ``inputs`` (N, C, H, W): the "blurred image" baseline.
+    """A Gaussian-blurred copy of ``inputs`` (N, C, H, W): the "blurred image" baseline —
+    ``maps.gaussian_blur(inputs, sigma)`` (= ``resolve_baselines(inputs, "blur", sigma=sigma)``).
 
-    Separable Gaussian of std ``sigma`` pixels (> 0; kernel radius ⌈3σ⌉), reflect padding, each
-    channel blurred on its own. It removes fine detail (edges, strokes) but keeps the average
-    brightness, so IG then asks "what did the sharp details add?".
+    It removes fine detail (edges, strokes) but keeps the average brightness, so IG then asks
+    "what did the sharp details add?".
     """
-    x = as_tensor("inputs", inputs, ndim=4, floating=True, finite=True)
-    sigma = check_real("sigma", sigma, min=0.0, min_inclusive=False)
-    r = max(1, math.ceil(3 * sigma))
-    r_h, r_w = min(r, x.shape[2] - 1), min(r, x.shape[3] - 1)
-    C = x.shape[1]
+    from ..maps import gaussian_blur
 
-    def kernel(radius):
-        k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device) / sigma) ** 2)
-        return k / k.sum()
-    out = x
-    if r_h > 0:
-        kh = kernel(r_h).view(1, 1, -1, 1).repeat(C, 1, 1, 1)
-        out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, (0, 0, r_h, r_h), mode="reflect"), kh, groups=C)
-    if r_w > 0:
-        kw = kernel(r_w).view(1, 1, 1, -1).repeat(C, 1, 1, 1)
-        out = torch.nn.functional.conv2d(torch.nn.functional.pad(out, (r_w, r_w, 0, 0), mode="reflect"), kw, groups=C)
-    return out
+    x = as_tensor("inputs", inputs, ndim=4, floating=True, finite=True)
+    return gaussian_blur(x, sigma)
 
 
 def uniform_noise_baseline(inputs: torch.Tensor, low: float = 0.0, high: float = 1.0, seed: int = 0) -> torch.Tensor:
-    """Uniform noise U(low, high) shaped like ``inputs`` (seeded): the "noise" baseline."""
+    """Uniform noise U(low, high) shaped like ``inputs`` (seeded): the "noise" baseline
+    (low=0, high=1: ``resolve_baselines(inputs, "noise", seed=seed)``)."""
     x = as_tensor("inputs", inputs, min_ndim=2, floating=True)
     low, high = check_real("low", low), check_real("high", high)
     if not high > low:
         raise ValueError(f"need high > low, got low={low}, high={high}")
-    g = torch.Generator(device="cpu").manual_seed(check_int("seed", seed))
+    g = torch.Generator(device="cpu").manual_seed(check_int("seed", seed, min=0))
     return (low + (high - low) * torch.rand(x.shape, generator=g, dtype=x.dtype)).to(x.device)
 
 
-def sample_baselines(data: torch.Tensor, k: int = 10, seed: int = 0) -> list[torch.Tensor]:
-    """``k`` rows of ``data`` (M, ...) drawn without replacement (seeded), as a list of (1, ...)
-    tensors — a set of baselines for ``integrated_gradients`` (expected gradients)."""
-    d = as_tensor("data", data, min_ndim=2, floating=True)
+def sample_baselines(inputs: torch.Tensor = None, k: int = 10, seed: int = 0, **old) -> list[torch.Tensor]:
+    """``k`` rows of ``inputs`` (M, ...) drawn without replacement (seeded), as a list of (1, ...)
+    tensors — a set of baselines for ``integrated_gradients`` (expected gradients). (``data=`` is
+    the deprecated name of ``inputs``.)"""
+    if old:
+        deprecated_kwargs("sample_baselines", old, {"data": "inputs"})
+        if set(old) != {"inputs"}:
+            raise TypeError(f"sample_baselines got unexpected keyword arguments {sorted(set(old) - {'inputs'})}")
+        inputs = old["inputs"]
+    d = as_tensor("inputs", inputs, min_ndim=2, floating=True)
     k = check_int("k", k, min=1, max=len(d))
-    g = torch.Generator(device="cpu").manual_seed(check_int("seed", seed))
+    g = torch.Generator(device="cpu").manual_seed(check_int("seed", seed, min=0))
     idx = torch.randperm(len(d), generator=g)[:k]
     return [d[i:i + 1] for i in idx.tolist()]

@@ -19,64 +19,62 @@ run with the layer's output replaced by a leaf tensor h, so autograd gives ∂(q
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
-from .._torch import capture, check_inputs, eval_on, resolve_layer, scores, select, target_index
+from .._torch import (check_inputs, eval_on, interpolation_path, layer_activations as _layer_activations,
+                      layer_keyword, quadrature, resolve_baselines, resolve_layer, resolve_target, target_gradient,
+                      target_index)
 from .._validate import check_choice, check_int
-from .gradients import _as_baseline, ig_points
 
 __all__ = ["internal_influence", "layer_conductance", "unit_attribution", "layer_activations"]
 
 DISTRIBUTIONS = ("point", "line", "set")
 
 
-def layer_activations(model: nn.Module, inputs: torch.Tensor, layer) -> torch.Tensor:
-    """h(x): the output of ``layer`` for ``inputs`` (N, ...) → (N, *layer shape), detached."""
-    x = check_inputs(model, inputs).detach()
-    resolve_layer(model, layer)
-    with eval_on(model, freeze=True), torch.no_grad(), capture(model, layer) as store:
-        model(x)
-    return store[layer].detach()
+def layer_activations(model: nn.Module, inputs: torch.Tensor, *args, layer=None, batch_size=None) -> torch.Tensor:
+    """h(x): the output of ``layer`` for ``inputs`` (N, ...) → (N, *layer shape), detached —
+    ``_torch.layer_activations`` (the old positional ``layer`` still works, with a warning)."""
+    if args:
+        if len(args) > 1 or layer is not None:
+            raise TypeError("layer_activations(model, inputs, *, layer=..., batch_size=None)")
+        warnings.warn("layer_activations: pass the layer as a keyword, layer_activations(model, inputs, layer=...)",
+                      DeprecationWarning, stacklevel=2)
+        layer = args[0]
+    if layer is None:
+        raise TypeError("layer_activations needs layer= (a module of the model or its dotted name)")
+    return _layer_activations(model, inputs, layer=layer, batch_size=batch_size)
 
 
-def _quantity(out: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-    q = select(out, t)
-    return q if c is None else q - select(out, c)
+def _contrast(model, x, contrast, t):
+    if contrast is None:
+        return None
+    k = _n_out(model, x)
+    return target_index(contrast, len(x), k)
 
 
-def _slice_gradient(model, layer, z: torch.Tensor, h: torch.Tensor, t, c) -> torch.Tensor:
-    """∂(q ∘ g)/∂h at the activations h: the model is run on z with the layer's output replaced
-    by a leaf tensor holding h, so only g (the part after the slice) is differentiated."""
-    leaf = h.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), capture(model, layer, replace={layer: leaf}):
-        out = scores(model, z)
-        (g,) = torch.autograd.grad(_quantity(out, t, c).sum(), leaf)
-    return g
-
-
-def _grads_at(model, layer, z, t, c):
-    """h(z) and ∂(q∘g)/∂h(z) for a batch z."""
-    with torch.no_grad(), capture(model, layer) as store:
-        model(z)
-    h = store[layer].detach()
-    return h, _slice_gradient(model, layer, z, h, t, c)
-
-
-def _targets(model, x, target, contrast):
+def _n_out(model, x):
     with torch.no_grad():
-        k = scores(model, x[:1]).shape[1]
-    t = target_index(target, len(x), k)
-    c = None if contrast is None else target_index(contrast, len(x), k)
-    return t, c
+        return model(x[:1]).shape[1]
 
 
-def internal_influence(model: nn.Module, inputs: torch.Tensor, target, layer, distribution: str = "line",
+def _layer_grads(model, layer, z, t, c):
+    """h(z) and ∂(q∘g)/∂h(z) for a batch z: the rest of the network g is differentiated at the
+    layer's activations h(z) (an in-place op after the layer is harmless: see ``_torch``)."""
+    g, _, _, h = target_gradient(model, z, t, layer=layer, contrast=c, return_outputs=True)
+    return h.detach(), g
+
+
+@layer_keyword(("inputs", "target", "layer", "distribution", "baselines", "n_steps", "method", "contrast"))
+def internal_influence(model: nn.Module, inputs: torch.Tensor, target=None, *, layer, distribution: str = "line",
                        baselines=None, n_steps: int = 50, method: str = "gausslegendre", contrast=None) -> torch.Tensor:
     """Influence χ_j of every unit of ``layer`` on the quantity of interest.
 
-    inputs: (N, ...). target: class A (int or one per sample); contrast: class B or None — the
-    quantity is f_A (contrast=None) or f_A − f_B. layer: a module of the model or its name.
+    inputs: (N, ...). target: class A (int, one per sample, or None = the predicted class);
+    contrast: class B or None — the quantity is f_A (contrast=None) or f_A − f_B. layer (keyword):
+    a module of the model or its name.
     distribution: "point" (∂q/∂h at h(x)), "line" (mean over the quadrature points α_k of
     ``method`` with weights w_k of the gradient at h(x′ + α_k(x − x′)); baselines as for
     ``integrated_gradients``), or "set" (the mean over the whole batch ``inputs`` — one influence
@@ -90,69 +88,80 @@ def internal_influence(model: nn.Module, inputs: torch.Tensor, target, layer, di
     check_choice("distribution", distribution, DISTRIBUTIONS)
     resolve_layer(model, layer)
     with eval_on(model, freeze=True):
-        t, c = _targets(model, x, target, contrast)
+        t = resolve_target(model, x, target)
+        c = _contrast(model, x, contrast, t)
         if distribution in ("point", "set"):
-            _, g = _grads_at(model, layer, x, t, c)
-            return g.mean(0, keepdim=True) if distribution == "set" else g
-        alphas, weights = ig_points(n_steps, method)
-        b = _as_baseline(baselines, x)
-        z = torch.cat([torch.empty_like(x).copy_(b + a * (x - b)) for a in alphas])
+            _, g = _layer_grads(model, layer, x, t, c)
+            g = g.mean(0, keepdim=True) if distribution == "set" else g
+            return g.to(inputs.device)
+        alphas, weights = quadrature(n_steps, method, dtype=x.dtype, device=x.device)
+        b = resolve_baselines(x, baselines)
+        z = interpolation_path(x, b, alphas)
         n = len(alphas)
-        _, g = _grads_at(model, layer, z, t.repeat(n), None if c is None else c.repeat(n))
-        w = torch.tensor(weights, dtype=torch.float32).to(g.dtype).view(n, 1, *([1] * (g.dim() - 1)))
-        return (g.reshape(n, len(x), *g.shape[1:]) * w).sum(0)
+        _, g = _layer_grads(model, layer, z, t.repeat(n), None if c is None else c.repeat(n))
+        w = weights.to(g.dtype).view(n, 1, *([1] * (g.dim() - 1)))
+        return (g.reshape(n, len(x), *g.shape[1:]) * w).sum(0).to(inputs.device)
 
 
-def layer_conductance(model: nn.Module, inputs: torch.Tensor, target, layer, baselines=None, n_steps: int = 50,
-                      method: str = "gausslegendre", contrast=None) -> torch.Tensor:
+@layer_keyword(("inputs", "target", "layer", "baselines", "n_steps", "method", "contrast"))
+def layer_conductance(model: nn.Module, inputs: torch.Tensor, target=None, *, layer, baselines=None,
+                      n_steps: int = 50, method: str = "gausslegendre", contrast=None) -> torch.Tensor:
     """Conductance of every unit of ``layer`` (Dhamdhere et al. 2018), shape (N, *layer shape).
 
     cond_j = Σ_{k=0}^{n−1} ∂q/∂h_j(z_k) · (h_j(z_{k+1}) − h_j(z_k)),  z_k = x′ + α_k (x − x′),
 
     with the n + 1 points α_k of ``method`` (captum's layout): a Riemann–Stieltjes sum of IG
     through the layer, so Σ_j cond_j ≈ q(x) − q(x′) (exactly as n → ∞ for the Riemann rules).
+    target: as ``internal_influence``; layer keyword-only.
     Same numbers as ``captum.attr.LayerConductance(model, layer).attribute(inputs, baselines,
     target, n_steps=n_steps, method=method)`` (contrast=None).
     """
     x = check_inputs(model, inputs).detach()
     n_steps = check_int("n_steps", n_steps, min=1)
     resolve_layer(model, layer)
-    alphas, _ = ig_points(n_steps + 1, method)
-    b = _as_baseline(baselines, x)
+    alphas, _ = quadrature(n_steps + 1, method, dtype=x.dtype, device=x.device)
+    b = resolve_baselines(x, baselines)
     N = len(x)
     with eval_on(model, freeze=True):
-        t, c = _targets(model, x, target, contrast)
-        z = torch.cat([torch.empty_like(x).copy_(b + a * (x - b)) for a in alphas])
-        h, g = _grads_at(model, layer, z, t.repeat(n_steps + 1), None if c is None else c.repeat(n_steps + 1))
+        t = resolve_target(model, x, target)
+        c = _contrast(model, x, contrast, t)
+        z = interpolation_path(x, b, alphas)
+        h, g = _layer_grads(model, layer, z, t.repeat(n_steps + 1), None if c is None else c.repeat(n_steps + 1))
     dh = h[N:] - h[:-N]
-    return (g[:-N] * dh).reshape(n_steps, N, *h.shape[1:]).sum(0)
+    return (g[:-N] * dh).reshape(n_steps, N, *h.shape[1:]).sum(0).to(inputs.device)
 
 
-def unit_attribution(model: nn.Module, inputs: torch.Tensor, layer, unit, baselines=None, n_steps: int = 50,
-                     method: str = "gausslegendre") -> torch.Tensor:
+@layer_keyword(("inputs", "layer", "unit", "baselines", "n_steps", "method"))
+def unit_attribution(model: nn.Module, inputs: torch.Tensor, unit=None, *, layer, baselines=None,
+                     n_steps: int = 50, method: str = "gausslegendre") -> torch.Tensor:
     """Integrated gradients of one internal unit's activation h_unit(x) w.r.t. the input,
     shaped like ``inputs`` — which pixels switched this unit on (relative to x′)?
 
     unit: an index into the layer's output without the batch dim, e.g. a channel c for a
-    conv layer (the channel's activations are summed) or (c, i, j) / j. Equals
-    ``captum.attr.NeuronIntegratedGradients(model, layer).attribute(inputs, neuron_selector=unit,
-    baselines=..., n_steps=..., method=...)`` for a full index.
+    conv layer (the channel's activations are summed) or (c, i, j) / j. layer: keyword-only.
+    Equals ``captum.attr.NeuronIntegratedGradients(model, layer).attribute(inputs,
+    neuron_selector=unit, baselines=..., n_steps=..., method=...)`` for a full index.
     """
+    from .._torch import _layer_output
+
     x = check_inputs(model, inputs).detach()
     resolve_layer(model, layer)
-    alphas, weights = ig_points(n_steps, method)
-    b = _as_baseline(baselines, x)
-    idx = (unit,) if isinstance(unit, int) else tuple(unit)
+    if unit is None or isinstance(unit, bool):
+        raise TypeError(f"unit must be an int or a tuple of ints indexing the layer's output, got {unit!r}")
+    idx = (check_int("unit", unit),) if not isinstance(unit, (tuple, list)) else \
+        tuple(check_int(f"unit[{i}]", u) for i, u in enumerate(unit))
+    alphas, weights = quadrature(n_steps, method, dtype=x.dtype, device=x.device)
+    b = resolve_baselines(x, baselines)
     n, N = len(alphas), len(x)
     with eval_on(model, freeze=True), torch.enable_grad():
-        z = torch.cat([torch.empty_like(x).copy_(b + a * (x - b)) for a in alphas]).requires_grad_(True)
-        with capture(model, layer) as store:
+        z = interpolation_path(x, b, alphas).requires_grad_(True)
+        with _layer_output(model, layer) as store:
             model(z)
-        act = store[layer]
+        act = store["out"]
         try:
             sel = act[(slice(None),) + idx]
         except IndexError:
             raise ValueError(f"unit {unit!r} is not an index of the layer's output shape {tuple(act.shape[1:])}") from None
         (g,) = torch.autograd.grad(sel.reshape(len(z), -1).sum(), z)
-    w = torch.tensor(weights, dtype=torch.float32).to(g.dtype).view(n, 1, *([1] * (g.dim() - 1)))
-    return (g.reshape(n, N, *x.shape[1:]) * w).sum(0) * (x - b)
+    w = weights.to(g.dtype).view(n, 1, *([1] * (g.dim() - 1)))
+    return ((g.reshape(n, N, *x.shape[1:]) * w).sum(0) * (x - b)).to(inputs.device)

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._torch import check_inputs, eval_on, scores, target_index
-from .._validate import check_choice, check_int, check_real
+import warnings
+
+from .._torch import check_inputs, maybe_eval, resolve_target, scores
+from .._validate import check_bool, check_choice, check_int, check_real
 
 
 # ----------------------------------------------------------------- interpretable features
@@ -228,7 +230,7 @@ def model_scores(model, target: int, output: str = "prob"):
 
     @torch.no_grad()
     def f(z):
-        out = model(z).double()          # float64 softmax: p ≈ 1 keeps its resolution
+        out = scores(model, z).double()  # float64 softmax: p ≈ 1 keeps its resolution
         if output == "prob":
             out = out.softmax(1)
         return out[:, target].cpu().numpy()
@@ -239,11 +241,11 @@ def _chunks(n, batch_size):
     return [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
 
 
-def lime_explain(model, inputs: torch.Tensor, target, *, num_samples: int = 1000, kernel_width: float | None = None,
+def lime_explain(model, inputs: torch.Tensor, target=None, *, n_samples: int = 1000, kernel_width: float | None = None,
                  num_features: int | None = None, alpha: float = 1.0, mode: str = "image",
                  segmentation: str = "slic", n_segments: int = 50, cell: int = 4, segments=None,
                  hide="mean", distance: str | None = None, sample_scale=0.1, output: str = "prob",
-                 batch_size: int = 64, seed: int = 0, segment_seed: int = 0, progress: bool = False):
+                 batch_size: int = 64, seed: int = 0, segment_seed: int = 0, progress: bool = False, **old):
     """LIME for each sample of ``inputs`` → list of ``LimeExplanation``.
 
     mode "image": inputs (N, C, H, W); superpixels from ``segmentation`` ("slic" with
@@ -256,16 +258,45 @@ def lime_explain(model, inputs: torch.Tensor, target, *, num_samples: int = 1000
     output: explain the softmax "prob" (lime's convention) or the "logit" of ``target``.
     batch_size: perturbed inputs per model call (chunks that stay in cache are fastest).
     seed: sampling seed (numpy RandomState stream, as lime); segment_seed: quickshift's.
+    n_samples: perturbed samples per explanation (``num_samples`` is the deprecated name, lime's).
+    model: an nn.Module or ANY callable z (B, ...) → (B, n_outputs) scores (LIME is model-agnostic:
+    a scikit-learn model as ``lambda z: torch.as_tensor(clf.predict_proba(z.reshape(len(z), -1).numpy()))``).
+    target: int, one per sample, or None (the predicted class). Integer inputs are explained as
+    float inputs (the perturbed samples are fractional).
     """
-    x_all = check_inputs(model, inputs)
+    if old:
+        unknown = set(old) - {"num_samples"}
+        if unknown:
+            raise TypeError(f"lime_explain got unexpected keyword arguments {sorted(unknown)}")
+        warnings.warn("lime_explain(num_samples=...) is deprecated; use n_samples=", DeprecationWarning, stacklevel=2)
+        n_samples = old["num_samples"]
+    num_samples = check_int("n_samples", n_samples, min=2)
+    x_all = check_inputs(model, inputs, allow_int=True)
+    if not x_all.dtype.is_floating_point:
+        x_all = x_all.to(torch.get_default_dtype())
     check_choice("mode", mode, ("image", "tabular"))
-    num_samples = check_int("num_samples", num_samples, min=2)
     if kernel_width is not None:
         kernel_width = check_real("kernel_width", kernel_width, min=0.0, min_inclusive=False)
     batch_size = check_int("batch_size", batch_size, min=1)
+    check_choice("output", output, ("prob", "logit"))
+    check_choice("segmentation", segmentation, ("slic", "quickshift", "grid"))
+    check_int("n_segments", n_segments, min=1)
+    check_int("cell", cell, min=1)
+    check_int("seed", seed, min=0)
+    check_int("segment_seed", segment_seed, min=0)
+    check_bool("progress", progress)
+    alpha = check_real("alpha", alpha, min=0.0)
+    if num_features is not None:
+        num_features = check_int("num_features", num_features, min=1)
+    if distance is not None:
+        check_choice("distance", distance, ("cosine", "l2", "euclidean"))
+    if not (hide == "mean" or (isinstance(hide, (int, float)) and not isinstance(hide, bool))):
+        raise ValueError(f"hide must be 'mean' or a number, got {hide!r}")
+    if isinstance(hide, float):
+        check_real("hide", hide)
     if mode == "image" and x_all.dim() != 4:
         raise ValueError(f"mode='image' needs inputs (N, C, H, W), got shape {tuple(x_all.shape)}")
-    with eval_on(model):
+    with maybe_eval(model):
         return _lime_explain(model, x_all, target, num_samples, kernel_width, num_features, alpha, mode,
                              segmentation, n_segments, cell, segments, hide, distance, sample_scale, output,
                              batch_size, seed, segment_seed, progress)
@@ -274,9 +305,7 @@ def lime_explain(model, inputs: torch.Tensor, target, *, num_samples: int = 1000
 def _lime_explain(model, inputs, target, num_samples, kernel_width, num_features, alpha, mode, segmentation,
                   n_segments, cell, segments, hide, distance, sample_scale, output, batch_size, seed,
                   segment_seed, progress):
-    with torch.no_grad():
-        n_out = scores(model, inputs[:1]).shape[1]
-    t = target_index(target, len(inputs), n_out)
+    t = resolve_target(model, inputs, target)
     from tqdm.auto import tqdm
 
     results = []
@@ -288,6 +317,8 @@ def _lime_explain(model, inputs, target, num_samples, kernel_width, num_features
                    if segments is None else np.asarray(segments))
             if seg.shape != tuple(x.shape[1:]):
                 raise ValueError(f"segments must have shape {tuple(x.shape[1:])}, got {seg.shape}")
+            if seg.dtype.kind not in "iu" or seg.min() < 0:
+                raise ValueError("segments must hold non-negative integer segment labels")
             K = int(seg.max()) + 1
             Z = sample_masks(num_samples, K, seed)
             fill = fill_image(x, seg, hide)
@@ -322,14 +353,17 @@ def _lime_explain(model, inputs, target, num_samples, kernel_width, num_features
     return results
 
 
-def lime_attribution(model, inputs: torch.Tensor, target, **options) -> torch.Tensor:
+def lime_attribution(model, inputs: torch.Tensor, target=None, **options) -> torch.Tensor:
     """LIME coefficients painted back onto the input: tensor shaped like ``inputs``.
 
     Each pixel gets its superpixel's coefficient (image mode); each feature its own
     coefficient (tabular mode). Options as in ``lime_explain``.
     """
     exps = lime_explain(model, inputs, target, **options)
-    return torch.stack([e.to_map(inputs.shape[1:]) for e in exps]).to(device=inputs.device, dtype=inputs.dtype)
+    x = check_inputs(model, inputs, allow_int=True, probe=False)
+    dtype = x.dtype if x.dtype.is_floating_point else torch.get_default_dtype()
+    dev = inputs.device if isinstance(inputs, torch.Tensor) else x.device
+    return torch.stack([e.to_map(x.shape[1:]) for e in exps]).to(device=dev, dtype=dtype)
 
 
 def topk_agreement(sets) -> float:

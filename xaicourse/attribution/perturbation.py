@@ -17,7 +17,8 @@ import math
 import torch
 from torch import nn
 
-from .._torch import check_inputs, eval_on, select, target_scores
+from .._torch import (check_inputs, deprecated_kwargs, maybe_eval, resolve_baselines, scores, select,
+                      target_scores)
 from .._validate import check_int, check_real
 
 __all__ = ["perturbation_scores", "occlusion", "occlusion_masks", "mask_scores"]
@@ -33,19 +34,24 @@ def mask_scores(model, x: torch.Tensor, f0: torch.Tensor, target: torch.Tensor, 
     out = []
     for s in range(0, len(masks), batch_size):
         m = masks[s:s + batch_size]
-        out.append(f0 - select(model(perturb(x[None], m)), target.expand(len(m))))
+        out.append(f0 - select(scores(model, perturb(x[None], m)), target.expand(len(m))))
     return torch.cat(out)
 
 
+def _float_dtype(x: torch.Tensor) -> torch.dtype:
+    return x.dtype if x.dtype.is_floating_point else torch.get_default_dtype()
+
+
 @torch.no_grad()
-def perturbation_scores(model: nn.Module, inputs: torch.Tensor, target, *, delta: float = 1.0, patch: int = 1,
+def perturbation_scores(model: nn.Module, inputs: torch.Tensor, target=None, *, delta: float = 1.0, patch: int = 1,
                         batch_size: int = 256) -> torch.Tensor:
     """R_i = f_t(x) − f_t(x + δ e_i) for every input feature i, shaped like ``inputs``.
 
     inputs: (N, C, H, W) or (N, D). target: int or one per sample; f_t is logit ``target``.
     delta: the perturbation size δ (non-zero). patch: for images, perturb p×p patches of all
     channels at once (the score is written to every feature of the patch).
-    batch_size: perturbed copies per model call.
+    batch_size: perturbed copies per model call. model: an nn.Module or any callable returning
+    (N, n_outputs) scores; target None = the predicted class.
     """
     x_all = check_inputs(model, inputs)
     delta = check_real("delta", delta)
@@ -53,7 +59,7 @@ def perturbation_scores(model: nn.Module, inputs: torch.Tensor, target, *, delta
         raise ValueError("delta must be non-zero")
     patch = check_int("patch", patch, min=1)
     batch_size = check_int("batch_size", batch_size, min=1)
-    with eval_on(model):
+    with maybe_eval(model):
         f0, t = target_scores(model, x_all, target)
         out = torch.zeros_like(x_all)
         for n in range(len(x_all)):
@@ -104,16 +110,26 @@ def occlusion_masks(shape, window, stride) -> torch.Tensor:
 
 
 @torch.no_grad()
-def occlusion(model: nn.Module, inputs: torch.Tensor, target, *, window=3, stride=1, baseline: float = 0.0,
-              batch_size: int = 64) -> torch.Tensor:
+def occlusion(model: nn.Module, inputs: torch.Tensor, target=None, *, window=3, stride=1, baselines=0.0,
+              batch_size: int = 64, sigma: float = 2.0, seed: int = 0, **old) -> torch.Tensor:
     """Occlusion map shaped like ``inputs`` (N, C, H, W) or (N, D).
 
     window / stride: int (images: a k×k spatial window over all channels) or a tuple over the
     per-sample dims (C, h, w) or spatial dims (h, w). stride ≤ window where the window is
-    smaller than the input. baseline: the fill value (e.g. 0 = black, 0.5 = grey).
-    batch_size: occluded copies per model call.
+    smaller than the input. baselines: what an occluded window shows — a number (0 = black,
+    0.5 = grey), a tensor broadcastable to the inputs, or "zero" / "blur" / "noise" / "mean"
+    (``_torch.resolve_baselines`` with ``sigma`` / ``seed``; ``baseline=`` is the deprecated name).
+    batch_size: occluded copies per model call. model: an nn.Module or any callable returning
+    (N, n_outputs) scores (no gradients needed, so integer inputs are fine too); target None =
+    the predicted class. Results are in the inputs' float dtype (the default dtype for integer
+    inputs).
     """
-    x_all = check_inputs(model, inputs)
+    deprecated_kwargs("occlusion", old, {"baseline": "baselines"})
+    if old:
+        if set(old) != {"baselines"}:
+            raise TypeError(f"occlusion got unexpected keyword arguments {sorted(set(old) - {'baselines'})}")
+        baselines = old["baselines"]
+    x_all = check_inputs(model, inputs, allow_int=True)
     shape = tuple(x_all.shape[1:])
     win = _as_tuple(window, shape, "window")
     st = _as_tuple(stride, shape, "stride", fill_first=1)
@@ -122,16 +138,18 @@ def occlusion(model: nn.Module, inputs: torch.Tensor, target, *, window=3, strid
             raise ValueError(f"window {win} must fit the input's per-sample shape {shape}")
         if w < L and s > w:
             raise ValueError(f"stride {st} must be ≤ window {win} (else features are skipped)")
-    baseline = check_real("baseline", baseline)
+    base = resolve_baselines(x_all, baselines, sigma=sigma, seed=seed)
     batch_size = check_int("batch_size", batch_size, min=1)
     masks = occlusion_masks(shape, win, st).to(x_all.device)
-    counts = masks.sum(0).to(x_all.dtype)
-    mf = masks.to(x_all.dtype)
-    with eval_on(model):
+    fdt = _float_dtype(x_all)
+    counts = masks.sum(0).to(fdt)
+    mf = masks.to(fdt)
+    with maybe_eval(model):
         f0, t = target_scores(model, x_all, target)
-        out = torch.zeros_like(x_all)
+        out = torch.zeros(x_all.shape, dtype=fdt, device=x_all.device)
         for n in range(len(x_all)):
-            d = mask_scores(model, x_all[n], f0[n], t[n], mf,
-                            lambda xb, m: xb * (1 - m) + baseline * m, batch_size)
-            out[n] = (d.reshape(-1, *([1] * len(shape))) * mf).sum(0) / counts
-    return out.to(inputs.device)
+            b = base[n]
+            d = mask_scores(model, x_all[n], f0[n], t[n], masks,
+                            lambda xb, m, b=b: torch.where(m, b[None], xb), batch_size)
+            out[n] = (d.to(fdt).reshape(-1, *([1] * len(shape))) * mf).sum(0) / counts
+    return out.to(inputs.device if isinstance(inputs, torch.Tensor) else out.device)

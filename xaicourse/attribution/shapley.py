@@ -28,9 +28,8 @@ import math
 import torch
 from torch import nn
 
-from .._torch import check_inputs, eval_on, scores, select, target_index
-from .._validate import check_int
-from .gradients import _as_baseline
+from .._torch import check_inputs, maybe_eval, resolve_baselines, resolve_target, scores, select
+from .._validate import check_bool, check_int
 
 __all__ = ["shapley_sampling", "shapley_exact", "patch_mask", "superpixel_mask"]
 
@@ -65,7 +64,8 @@ def _feature_mask(feature_mask, x: torch.Tensor) -> tuple[torch.Tensor, int]:
 def _values(model, x, b, t, coalitions, mask, batch_size):
     """v(S) for each coalition row (K, d) of booleans → (K, N) outputs f_t(x_S, x′_rest)."""
     K, N = len(coalitions), len(x)
-    out = torch.empty(K, N, dtype=x.dtype, device=x.device)
+    fdt = x.dtype if x.dtype.is_floating_point else torch.get_default_dtype()
+    out = torch.empty(K, N, dtype=fdt, device=x.device)
     per = max(1, batch_size // N)
     for s in range(0, K, per):
         c = coalitions[s:s + per]                                    # (k, d)
@@ -75,8 +75,9 @@ def _values(model, x, b, t, coalitions, mask, batch_size):
     return out
 
 
-def shapley_sampling(model: nn.Module, inputs: torch.Tensor, target, baselines=None, n_samples: int = 25,
-                     feature_mask=None, seed: int = 0, batch_size: int = 4096) -> torch.Tensor:
+def shapley_sampling(model: nn.Module, inputs: torch.Tensor, target=None, baselines=None, n_samples: int = 25,
+                     feature_mask=None, seed: int = 0, batch_size: int = 4096, *, sigma: float = 2.0,
+                     progress: bool = False) -> torch.Tensor:
     """Shapley values by permutation sampling, shaped like ``inputs`` (N, ...).
 
     For each of ``n_samples`` permutations π (``torch.randperm(d)`` from a generator seeded with
@@ -84,46 +85,52 @@ def shapley_sampling(model: nn.Module, inputs: torch.Tensor, target, baselines=N
     starting from the baseline, and credit each with the change of f_t; average over π. Every
     entry of a feature gets the feature's value (like captum). Cost: n_samples·(d + 1) evaluations.
 
-    baselines: None (zeros), a number or a tensor as for ``integrated_gradients``.
+    baselines: None (zeros), a number, a tensor or a name as ``_torch.resolve_baselines``.
     feature_mask: None (every entry its own feature) or ints 0 … d−1 broadcastable to inputs.
-    batch_size: images per model call.
+    batch_size: images per model call. model: an nn.Module or any callable returning (N, n_outputs)
+    scores (no gradients are taken: integer inputs work too). target None = the predicted class.
+    progress: a tqdm bar over the permutations.
 
     With ``torch.manual_seed(seed)`` before ``captum.attr.ShapleyValueSampling(model).attribute(
     inputs, baselines, target, feature_mask=..., n_samples=n_samples)`` captum draws the same
     permutations and the results agree.
     """
-    x = check_inputs(model, inputs).detach()
+    x = check_inputs(model, inputs, allow_int=True).detach()
     n_samples = check_int("n_samples", n_samples, min=1)
     batch_size = check_int("batch_size", batch_size, min=1)
-    b = _as_baseline(baselines, x)
+    g = torch.Generator(device="cpu").manual_seed(check_int("seed", seed, min=0))
+    b = resolve_baselines(x, baselines, sigma=sigma, seed=seed)
     mask, d = _feature_mask(feature_mask, x)
-    g = torch.Generator(device="cpu").manual_seed(check_int("seed", seed))
     N = len(x)
-    phi = torch.zeros(d, N, dtype=x.dtype, device=x.device)
-    with eval_on(model, freeze=True), torch.no_grad():
-        t = target_index(target, N, scores(model, x[:1]).shape[1])
+    fdt = x.dtype if x.dtype.is_floating_point else torch.get_default_dtype()
+    phi = torch.zeros(d, N, dtype=fdt, device=x.device)
+    from tqdm.auto import tqdm
+
+    with maybe_eval(model), torch.no_grad():
+        t = resolve_target(model, x, target)
         steps = torch.tril(torch.ones(d + 1, d, dtype=torch.bool, device=x.device), diagonal=-1)  # row k: first k on
-        for _ in range(n_samples):
+        for _ in tqdm(range(n_samples), disable=not check_bool("progress", progress), desc="Shapley"):
             perm = torch.randperm(d, generator=g).to(x.device)
             coalitions = torch.zeros_like(steps)
             coalitions[:, perm] = steps                                # row k: features perm[:k] on
             v = _values(model, x, b, t, coalitions, mask, batch_size)  # (d + 1, N)
             phi[perm] += v[1:] - v[:-1]
     phi /= n_samples
-    return phi.T.gather(1, mask.reshape(N, -1)).reshape(x.shape).to(inputs.device)
+    return phi.T.gather(1, mask.reshape(N, -1)).reshape(x.shape).to(inputs.device if isinstance(inputs, torch.Tensor) else x.device)
 
 
-def shapley_exact(model: nn.Module, inputs: torch.Tensor, target, baselines=None, feature_mask=None,
-                  batch_size: int = 4096) -> torch.Tensor:
+def shapley_exact(model: nn.Module, inputs: torch.Tensor, target=None, baselines=None, feature_mask=None,
+                  batch_size: int = 4096, *, sigma: float = 2.0, seed: int = 0) -> torch.Tensor:
     """Exact Shapley values over all 2^d coalitions (d ≤ 12 features), shaped like ``inputs``.
 
     φ_i = Σ_{S ∌ i} |S|!(d−|S|−1)!/d! (v(S∪{i}) − v(S)); efficiency Σ_i φ_i = f_t(x) − f_t(x′)
     holds to float rounding (use a float64 model to see 1e-12). feature_mask: required unless
-    the inputs have ≤ 12 entries — superpixels or patches (``patch_mask``).
+    the inputs have ≤ 12 entries — superpixels or patches (``patch_mask``). model, target and
+    baselines as for ``shapley_sampling``.
     """
-    x = check_inputs(model, inputs).detach()
+    x = check_inputs(model, inputs, allow_int=True).detach()
     batch_size = check_int("batch_size", batch_size, min=1)
-    b = _as_baseline(baselines, x)
+    b = resolve_baselines(x, baselines, sigma=sigma, seed=seed)
     mask, d = _feature_mask(feature_mask, x)
     if d > MAX_EXACT_FEATURES:
         raise ValueError(f"shapley_exact enumerates 2^d coalitions: d must be ≤ {MAX_EXACT_FEATURES}, got d = {d} "
@@ -135,15 +142,16 @@ def shapley_exact(model: nn.Module, inputs: torch.Tensor, target, baselines=None
     size = coalitions.sum(1)
     w = torch.tensor([math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d) if s < d else 0.0
                       for s in range(d + 1)], dtype=torch.float64, device=x.device)
-    with eval_on(model, freeze=True), torch.no_grad():
-        t = target_index(target, N, scores(model, x[:1]).shape[1])
+    with maybe_eval(model), torch.no_grad():
+        t = resolve_target(model, x, target)
         v = _values(model, x, b, t, coalitions, mask, batch_size).to(torch.float64)   # (2^d, N)
     phi = torch.zeros(d, N, dtype=torch.float64, device=x.device)
     for i in range(d):
         without = ~coalitions[:, i]                                   # S ∌ i, and S ∪ {i} = code + 2^i
         s_codes = codes[without]
         phi[i] = (w[size[without]][:, None] * (v[s_codes + 2 ** i] - v[s_codes])).sum(0)
-    return phi.T.to(x.dtype).gather(1, mask.reshape(N, -1)).reshape(x.shape).to(inputs.device)
+    fdt = x.dtype if x.dtype.is_floating_point else torch.get_default_dtype()
+    return phi.T.to(fdt).gather(1, mask.reshape(N, -1)).reshape(x.shape).to(inputs.device if isinstance(inputs, torch.Tensor) else x.device)
 
 
 def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:

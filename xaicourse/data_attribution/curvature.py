@@ -25,7 +25,7 @@ from .._validate import check_int, check_labels, check_real
 from .gradients import flat_params, parameter_names
 
 __all__ = ["TrainingObjective", "hessian_vector_product", "hessian_matrix", "mean_loss",
-           "check_data"]
+           "check_data", "n_outputs"]
 
 
 def mean_loss(loss_fn, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -38,17 +38,34 @@ def mean_loss(loss_fn, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return loss
 
 
+def n_outputs(model: nn.Module, x: torch.Tensor) -> int | None:
+    """Number of output columns of ``model`` (one forward pass of one example, eval mode, no
+    grad, model left as found); None when the output is not (N, K)."""
+    with torch.no_grad(), eval_on(model):
+        out = model(x[:1])
+    return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
+
+
 def check_data(model: nn.Module, inputs, targets, inputs_name: str, targets_name: str):
-    """Inputs checked for ``model`` and targets of matching length → (x, y) on the model's device."""
+    """Inputs checked for ``model`` (tensor, dtype, shape, finite, non-empty) and their labels →
+    (x, y) on the model's device.
+
+    Integer labels are class indices: shape (n,), each in [0, K) for a model with K output columns.
+    Floating targets (a regression loss such as ``nn.MSELoss``) must be finite with one row per input.
+    """
     x = check_inputs(model, inputs, inputs_name)
     if not isinstance(targets, torch.Tensor):
-        raise TypeError(f"{targets_name} must be a torch.Tensor of shape ({len(x)},), "
-                        f"got {type(targets).__name__}")
+        raise TypeError(f"{targets_name} must be a torch.Tensor of shape ({len(x)},) (class indices), "
+                        f"got {type(targets).__name__}; convert with torch.as_tensor({targets_name})")
     if targets.dim() == 0 or len(targets) != len(x):
         raise ValueError(f"{targets_name} must have one entry per row of {inputs_name} ({len(x)}), "
                          f"got shape {tuple(targets.shape)}")
-    if not targets.dtype.is_floating_point:
-        check_labels(targets_name, targets, len(x))
+    if targets.dtype.is_floating_point:
+        if not torch.isfinite(targets).all():
+            raise ValueError(f"{targets_name} contains NaN or inf values")
+    else:
+        k = n_outputs(model, x)
+        check_labels(targets_name, targets, len(x), k if k is not None and k > 1 else None)
     return x, targets.to(x.device)
 
 

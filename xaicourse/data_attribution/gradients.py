@@ -50,7 +50,7 @@ def per_example_grads(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: 
     """G[i] = ∇_θ ℓ(model(x_i), y_i) flattened over the chosen parameters → (N, P).
 
     model: evaluated in eval mode (restored afterwards). loss_fn: e.g. ``nn.CrossEntropyLoss()``
-    (any reduction: it sees one example at a time). inputs (N, ...), targets (N,) class labels
+    (any reduction, "none" included: it sees one example at a time). inputs (N, ...), targets (N,) class labels
     (or any per-example target ``loss_fn`` accepts). layers: restrict θ to these layers'
     parameters (see ``parameter_names``). Columns follow ``parameter_names(model, layers)``.
     """
@@ -73,7 +73,9 @@ def per_example_grads(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: 
 
     def loss_one(theta, xi, yi):
         out = functional_call(model, ({**fixed, **theta}, buffers), (xi[None],))
-        return loss_fn(out, yi[None])
+        loss = loss_fn(out, yi[None])
+        # one example: reduction "mean", "sum" and "none" (a (1,) tensor) all give ℓ(z_i)
+        return loss.sum() if loss.dim() > 0 else loss
 
     g = vmap(grad(loss_one), in_dims=(None, 0, 0))
     sizes = [chosen[n].numel() for n in names]

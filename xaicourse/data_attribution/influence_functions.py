@@ -47,14 +47,16 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._torch import eval_on
-from .._validate import check_bool, check_choice, check_int, check_real
+from .._torch import check_inputs, check_model, eval_on, resolve_target
+from .._validate import as_tensor, check_bool, check_choice, check_int, check_real
+from ._base import TrainingDataAttribution, default_loss
 from .curvature import TrainingObjective, check_data, mean_loss
 from .gradients import per_example_grads
 
-__all__ = ["influence", "inverse_hvp", "leave_one_out", "fit", "METHODS"]
+__all__ = ["InfluenceFunction", "influence", "inverse_hvp", "leave_one_out", "fit", "SOLVERS", "METHODS"]
 
-METHODS = ("exact", "cg", "lissa", "arnoldi")
+SOLVERS = ("exact", "cg", "lissa", "arnoldi")
+"""The inverse-Hessian solvers; ``METHODS`` (end of the module) maps each name to its function."""
 _EXACT_MAX = 10_000
 
 
@@ -68,11 +70,12 @@ def _damping_hint(lam_min: float, damping: float) -> str:
 
 
 # ----------------------------------------------------------------------------- solvers
-def _solve_exact(obj: TrainingObjective, B: torch.Tensor) -> torch.Tensor:
+def _exact_eigen(obj: TrainingObjective):
+    """Eigen-decomposition (evals (P,), U (P, P)) of H + damping·I in float64, checked positive definite."""
     if obj.dim > _EXACT_MAX:
-        raise ValueError(f"method='exact' forms the {obj.dim}×{obj.dim} Hessian: too large (more than "
-                         f"{_EXACT_MAX} parameters); use method='cg' or restrict layers= (e.g. the "
-                         f"last layer)")
+        raise ValueError(f"solver 'exact' forms the {obj.dim}×{obj.dim} Hessian: too large (more than "
+                         f"{_EXACT_MAX} parameters); use solver='cg' or restrict the parameters (layers= / "
+                         f"params=, e.g. the last layer)")
     H = obj.hessian().double()
     evals, evecs = torch.linalg.eigh(H)
     lam_min, lam_max = float(evals[0]), float(evals[-1])
@@ -83,6 +86,11 @@ def _solve_exact(obj: TrainingObjective, B: torch.Tensor) -> torch.Tensor:
                          f"{lam_min:.3g}, largest {lam_max:.3g}): some parameter directions do not change "
                          f"the loss (e.g. softmax logits shifted together). Use l2 > 0 (the model must then "
                          f"be trained with it) or damping > 0")
+    return evals, evecs
+
+
+def _solve_exact(obj: TrainingObjective, B: torch.Tensor) -> torch.Tensor:
+    evals, evecs = _exact_eigen(obj)
     X = evecs @ ((evecs.T @ B.double().T) / evals[:, None])
     return X.T.to(B.dtype)
 
@@ -173,20 +181,40 @@ def _solve_lissa(obj: TrainingObjective, B: torch.Tensor, *, depth: int, scale: 
 
 
 def _arnoldi_basis(obj: TrainingObjective, m: int, seed: int, progress: bool):
-    """Orthonormal Krylov basis Q (m', P) and T = Q H Qᵀ (m', m'); stops early on breakdown."""
+    """Orthonormal basis Q (m', P) of Krylov spaces of H and T = Q H Qᵀ (m', m').
+
+    When the iteration breaks down early (the Krylov space of the start vector is invariant under
+    H, e.g. H = c·I after one step) it restarts from a random vector orthogonal to the basis found
+    so far, until it has m vectors (or the basis spans all P dimensions): a broken-down basis would
+    otherwise apply H⁻¹ only inside that small subspace and drop every other direction."""
     g = torch.Generator(device="cpu").manual_seed(seed)
-    q = torch.randn(obj.dim, generator=g, dtype=obj.theta.dtype).to(obj.theta.device)
+
+    def rand():
+        return torch.randn(obj.dim, generator=g, dtype=obj.theta.dtype).to(obj.theta.device)
+
+    eps = torch.finfo(obj.theta.dtype).eps
+    q = rand()
     Q = [q / q.norm()]
     HQ = []
+    hnorm = 0.0
     for _ in tqdm(range(m), desc="Arnoldi", disable=not progress, leave=False):
         w = obj.hvp(Q[-1])
         HQ.append(w)
+        hnorm = max(hnorm, float(w.norm()))
+        if len(Q) == m:
+            break
         Qm = torch.stack(Q)
         for _ in range(2):  # classical Gram-Schmidt, twice (full re-orthogonalisation)
             w = w - Qm.T @ (Qm @ w)
         nrm = w.norm()
-        if len(Q) == m or nrm <= 1e3 * torch.finfo(w.dtype).eps * HQ[0].norm():
-            break
+        if nrm <= 1e3 * eps * max(hnorm, 1e-300):  # breakdown: restart orthogonally to the basis
+            r = rand()
+            w = r
+            for _ in range(2):
+                w = w - Qm.T @ (Qm @ w)
+            nrm = w.norm()
+            if nrm <= 1e3 * eps * r.norm():  # the basis already spans the whole space
+                break
         Q.append(w / nrm)
     Qm = torch.stack(Q[:len(HQ)])
     T = Qm @ torch.stack(HQ).T
@@ -214,10 +242,15 @@ def _solve_arnoldi(obj, B, arnoldi_dim, rank, seed, progress):
 
 
 # ----------------------------------------------------------------------------- public API
-def _objective(model, loss_fn, train_inputs, train_targets, layers, l2, damping, batch_size):
-    x, y = check_data(model, train_inputs, train_targets, "train_inputs", "train_targets")
+def _objective(model, loss_fn, train_inputs, train_targets, layers, l2, damping, batch_size,
+               names=("train_inputs", "train_labels")):
+    x, y = check_data(model, train_inputs, train_targets, *names)
     return TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2, damping=damping,
                              batch_size=batch_size)
+
+
+def _check_seed(seed):
+    return check_int("seed", seed, min=0)
 
 
 def _solve(obj, B, method, *, tol, max_iter, depth, scale, repeats, lissa_batch, arnoldi_dim, rank, seed,
@@ -236,12 +269,171 @@ def _solve(obj, B, method, *, tol, max_iter, depth, scale, repeats, lissa_batch,
         return _solve_lissa(obj, B, depth=check_int("depth", depth, min=1), scale=scale,
                             repeats=check_int("repeats", repeats, min=1),
                             lissa_batch=None if lissa_batch is None else check_int("lissa_batch", lissa_batch, min=1),
-                            seed=seed, progress=progress)
+                            seed=_check_seed(seed), progress=progress)
     return _solve_arnoldi(obj, B, None if arnoldi_dim is None else check_int("arnoldi_dim", arnoldi_dim, min=1),
-                          None if rank is None else check_int("rank", rank, min=1), seed, progress)
+                          None if rank is None else check_int("rank", rank, min=1), _check_seed(seed), progress)
 
 
-def inverse_hvp(model: nn.Module, loss_fn, train_inputs, train_targets, vectors: torch.Tensor, *,
+def _on_inputs(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A result on the device of the caller's inputs, in their float dtype."""
+    dtype = like.dtype if like.dtype.is_floating_point else t.dtype
+    return t.to(device=like.device, dtype=dtype)
+
+
+class InfluenceFunction(TrainingDataAttribution):
+    r"""Influence functions (Koh & Liang 2017) with the training side computed once and cached.
+
+    ``attribute(inputs, labels)[j, i] = ∇ℓ(z_test_j)ᵀ (H + δI)⁻¹ ∇ℓ(z_i)`` — **positive = training
+    point i helped test point j** (upweighting it lowers the test loss; removing it would raise the
+    test loss by about score / n). Koh & Liang's I_up,loss (positive = harmful) is
+    ``i_up_loss(inputs, labels) = −attribute(...)``; captum's ``NaiveInfluenceFunction`` returns
+    ``attribute / n``.
+
+    Args:
+        model: the trained model, at the optimum of the objective below (train it with ``fit``). Its
+            parameters are read when the object is made: make a new object after changing them.
+        train_inputs (n, ...), train_labels (n,): the training set (integer class labels, or float
+            targets for a regression loss).
+        loss_fn: per-example loss ℓ(outputs, labels), default ``nn.CrossEntropyLoss()``; any
+            reduction ("mean", "sum", "none") — the training term is always the mean.
+        solver: how (H + δI)⁻¹ is applied — "exact" (explicit Hessian, eigendecomposition in float64),
+            "cg" (conjugate gradient), "lissa" (stochastic Neumann series), "arnoldi" (Krylov
+            eigenpairs); see the module docstring.
+        damping: δ ≥ 0 added to H's diagonal. l2: λ of the objective (1/n) Σ ℓ + (λ/2)‖θ‖².
+        params: the parameters θ: None (all trainable) or layer name(s)/module(s), e.g. ``"fc2"``.
+        batch_size: chunk of training points per Hessian-vector product (None = all at once, the
+            graph of ∇R is then cached) and per gradient batch (256 when None).
+        tol, max_iter (CG); depth, scale, repeats, lissa_batch (LiSSA); arnoldi_dim, rank (Arnoldi);
+            seed (LiSSA mini-batches, Arnoldi start vector): as in ``influence``.
+        progress: tqdm bars.
+
+    What is cached (on the first call that needs it): the training gradients G (n, P); for "exact"
+    and "arnoldi" the eigenpairs (λ_k, u_k) of H + δI and the training gradients in that basis
+    G U / λ (n, k), so a later ``attribute`` costs the test gradients and one matrix product; for
+    "cg" and "lissa" the graph of ∇R (Hessian-vector products pay one backward pass).
+    """
+
+    def __init__(self, model: nn.Module, train_inputs: torch.Tensor, train_labels: torch.Tensor, *,
+                 loss_fn=None, solver: str = "exact", damping: float = 0.0, l2: float = 0.0, params=None,
+                 batch_size: int | None = None, tol: float | None = None, max_iter: int | None = None,
+                 depth: int = 1000, scale: float | None = None, repeats: int = 1,
+                 lissa_batch: int | None = None, arnoldi_dim: int | None = None, rank: int | None = None,
+                 seed: int = 0, progress: bool = False):
+        check_model(model)
+        self.model = model
+        self.loss_fn = default_loss(loss_fn)
+        self.solver = check_choice("solver", solver, SOLVERS)
+        self.progress = check_bool("progress", progress)
+        self.params = params
+        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, min=1)
+        self.obj = _objective(model, self.loss_fn, train_inputs, train_labels, params, l2, damping,
+                              self.batch_size)
+        self._train_device = train_inputs.device
+        self.n_train = self.obj.n
+        if tol is not None:
+            check_real("tol", tol, min=0.0, min_inclusive=False)
+        if max_iter is not None:
+            check_int("max_iter", max_iter, min=1)
+        if scale is not None:
+            check_real("scale", scale, min=0.0, min_inclusive=False)
+        self.options = dict(tol=tol, max_iter=max_iter, depth=check_int("depth", depth, min=1), scale=scale,
+                            repeats=check_int("repeats", repeats, min=1),
+                            lissa_batch=None if lissa_batch is None else check_int("lissa_batch", lissa_batch, min=1),
+                            arnoldi_dim=None if arnoldi_dim is None else check_int("arnoldi_dim", arnoldi_dim, min=1),
+                            rank=None if rank is None else check_int("rank", rank, min=1), seed=_check_seed(seed))
+        self._G = None        # (n, P) training gradients
+        self._factor = None   # (evals (k,), U (P, k) float64) for exact / arnoldi
+        self._proj = None     # G U / evals (n, k) float64
+        self._self = None     # (n,) self-influence
+
+    # -- the cached training side
+    def _grad_batch(self):
+        return self.batch_size or 256
+
+    def train_gradients(self) -> torch.Tensor:
+        """∇ℓ(z_i; θ̂) for every training point → (n, P) (cached)."""
+        if self._G is None:
+            self._G = per_example_grads(self.model, self.loss_fn, self.obj.x, self.obj.y, layers=self.params,
+                                        batch_size=self._grad_batch(), progress=self.progress)
+        return self._G
+
+    def _factored(self):
+        if self.solver not in ("exact", "arnoldi"):
+            return None
+        if self._factor is None:
+            if self.solver == "exact":
+                evals, U = _exact_eigen(self.obj)
+            else:
+                evals, U = _arnoldi_eigen(self.obj, self.options["arnoldi_dim"], self.options["rank"],
+                                          self.options["seed"], self.progress)
+            self._factor = (evals, U)
+            self._proj = (self.train_gradients().double() @ U) / evals
+        return self._factor
+
+    def inverse_hvp(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(H + δI)⁻¹ v for the rows v of ``vectors`` (k, P) (or one (P,)) with this object's solver."""
+        if not isinstance(vectors, torch.Tensor):
+            raise TypeError(f"vectors must be a torch.Tensor, got {type(vectors).__name__}")
+        one = vectors.dim() == 1
+        B = vectors[None] if one else vectors
+        if B.dim() != 2 or B.shape[1] != self.obj.dim:
+            raise ValueError(f"vectors must have shape ({self.obj.dim},) or (k, {self.obj.dim}), got "
+                             f"{tuple(vectors.shape)}")
+        as_tensor("vectors", B)
+        B = B.to(self.obj.theta)
+        f = self._factored()
+        if f is not None:
+            evals, U = f
+            X = (((B.double() @ U) / evals) @ U.T).to(B.dtype)
+        else:
+            X = _solve(self.obj, B, self.solver, progress=self.progress, **self.options)
+        return X[0] if one else X
+
+    def test_gradients(self, inputs, labels, *, _names=("inputs", "labels")) -> torch.Tensor:
+        """∇ℓ(z_test_j; θ̂) → (n_test, P). labels None = the model's predicted classes."""
+        x = check_inputs(self.model, inputs, _names[0])
+        if labels is None:
+            labels = resolve_target(self.model, x, None)
+        _, y = check_data(self.model, x, labels, *_names)
+        return per_example_grads(self.model, self.loss_fn, x, y, layers=self.params, batch_size=self._grad_batch())
+
+    # -- scores
+    def attribute(self, inputs, labels) -> torch.Tensor:
+        """∇ℓ(z_test_j)ᵀ (H + δI)⁻¹ ∇ℓ(z_i) → (n_test, n_train); positive = point i helped test j.
+
+        inputs (n_test, ...), labels (n_test,) (None = the model's predicted classes). The result
+        is on the inputs' device, in their dtype."""
+        return self._attribute(inputs, labels)
+
+    def _attribute(self, inputs, labels, names=("inputs", "labels")) -> torch.Tensor:
+        G_t = self.test_gradients(inputs, labels, _names=names)
+        if self._factored() is not None:
+            evals, U = self._factor
+            S = (G_t.double() @ U) @ self._proj.T
+        else:
+            S = self.inverse_hvp(G_t) @ self.train_gradients().T
+        return _on_inputs(S, inputs)
+
+    def i_up_loss(self, inputs, labels) -> torch.Tensor:
+        """Koh & Liang's I_up,loss(z_i, z_test_j) = −∇ℓ(z_test)ᵀ H⁻¹ ∇ℓ(z_i) → (n_test, n_train):
+        the derivative of the test loss when z_i is upweighted (positive = harmful). Removing z_i
+        changes the test loss by about −I_up,loss / n."""
+        return -self.attribute(inputs, labels)
+
+    def self_influence(self) -> torch.Tensor:
+        """∇ℓ(z_i)ᵀ (H + δI)⁻¹ ∇ℓ(z_i) → (n_train,) (cached): large for points the model fits only
+        by bending toward them — mislabelled or atypical points."""
+        if self._self is None:
+            if self._factored() is not None:
+                self._self = ((self.train_gradients().double() @ self._factor[1]) ** 2 / self._factor[0]).sum(1)
+            else:
+                G = self.train_gradients()
+                self._self = torch.cat([(self.inverse_hvp(G[s:s + 512]) * G[s:s + 512]).sum(1)
+                                        for s in range(0, len(G), 512)])
+        return self._self.to(device=self._train_device, dtype=self.obj.theta.dtype)
+
+
+def inverse_hvp(model: nn.Module, loss_fn, train_inputs, train_labels, vectors: torch.Tensor, *,
                 l2: float = 0.0, method: str = "cg", damping: float = 0.0, layers=None,
                 tol: float | None = None, max_iter: int | None = None, depth: int = 1000,
                 scale: float | None = None, repeats: int = 1, lissa_batch: int | None = None,
@@ -249,26 +441,32 @@ def inverse_hvp(model: nn.Module, loss_fn, train_inputs, train_targets, vectors:
                 batch_size: int | None = None, record_every: int = 0, progress: bool = False):
     """(H + damping·I)⁻¹ v for the rows v of ``vectors`` (k, P) (or one vector (P,)), H the Hessian
     of the training objective at the model's current parameters (see ``influence`` for the
-    methods and their options).
+    methods and their options; ``InfluenceFunction(...).inverse_hvp`` caches the factorisation).
 
     ``record_every=j`` (LiSSA only) returns ``(result, history, scale)`` where ``history`` lists
     ``(repeat, depth, estimate)`` every j steps — the convergence monitor of lecture 05.
     """
-    check_choice("method", method, METHODS)
-    obj = _objective(model, loss_fn, train_inputs, train_targets, layers, l2, damping, batch_size)
+    check_choice("method", method, SOLVERS)
+    check_bool("progress", progress)
+    seed = _check_seed(seed)
+    obj = _objective(model, loss_fn, train_inputs, train_labels, layers, l2, damping, batch_size)
     if not isinstance(vectors, torch.Tensor):
         raise TypeError(f"vectors must be a torch.Tensor, got {type(vectors).__name__}")
     one = vectors.dim() == 1
     B = vectors[None] if one else vectors
     if B.dim() != 2 or B.shape[1] != obj.dim:
         raise ValueError(f"vectors must have shape ({obj.dim},) or (k, {obj.dim}), got {tuple(vectors.shape)}")
+    as_tensor("vectors", B)
     B = B.to(obj.theta)
     record_every = check_int("record_every", record_every, min=0)
     if record_every:
         if method != "lissa":
             raise ValueError("record_every applies to method='lissa' only")
+        if scale is not None:
+            scale = check_real("scale", scale, min=0.0, min_inclusive=False)
         X, hist, s = _solve_lissa(obj, B, depth=check_int("depth", depth, min=1), scale=scale,
-                                  repeats=check_int("repeats", repeats, min=1), lissa_batch=lissa_batch,
+                                  repeats=check_int("repeats", repeats, min=1),
+                                  lissa_batch=None if lissa_batch is None else check_int("lissa_batch", lissa_batch, min=1),
                                   seed=seed, progress=progress, record_every=record_every)
         return (X[0] if one else X), hist, s
     X = _solve(obj, B, method, tol=tol, max_iter=max_iter, depth=depth, scale=scale, repeats=repeats,
@@ -276,28 +474,33 @@ def inverse_hvp(model: nn.Module, loss_fn, train_inputs, train_targets, vectors:
     return X[0] if one else X
 
 
-def influence(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_targets: torch.Tensor,
-              test_inputs: torch.Tensor, test_targets: torch.Tensor, *, l2: float = 0.0,
+def influence(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_labels: torch.Tensor,
+              test_inputs: torch.Tensor, test_labels: torch.Tensor, *, l2: float = 0.0,
               method: str = "cg", damping: float = 0.0, layers=None, tol: float | None = None,
               max_iter: int | None = None, depth: int = 1000, scale: float | None = None,
               repeats: int = 1, lissa_batch: int | None = None, arnoldi_dim: int | None = None,
               rank: int | None = None, seed: int = 0, batch_size: int | None = None,
               progress: bool = False) -> torch.Tensor:
-    r"""I_up,loss(z_i, z_test_k) = −∇ℓ(z_test_k; θ̂)ᵀ (H + δI)⁻¹ ∇ℓ(z_i; θ̂) → (n_test, n_train).
+    r"""Koh & Liang's I_up,loss(z_i, z_test_k) = −∇ℓ(z_test_k; θ̂)ᵀ (H + δI)⁻¹ ∇ℓ(z_i; θ̂) → (n_test, n_train).
+
+    **Sign: the paper's** — positive = *harmful* point (upweighting it raises the test loss), the
+    opposite of ``InfluenceFunction.attribute`` (positive = helpful); this function is
+    ``InfluenceFunction(...).i_up_loss(test_inputs, test_labels)`` and keeps the name and sign
+    lecture 05 derives. Removing z_i changes the test loss by about −I_up,loss / n. For several
+    calls on the same training set use ``InfluenceFunction`` (it caches the training side).
 
     H is the Hessian of the training objective (1/n) Σ_i ℓ(z_i; θ) + (l2/2)‖θ‖² over the chosen
     parameters (``layers``; all trainable parameters by default) at the model's *current* values,
-    which should be the optimum of that same objective (train with ``fit``). Removing z_i changes
-    the test loss by about −I_up,loss / n (positive score = harmful point).
+    which should be the optimum of that same objective (train with ``fit``).
 
     Args:
         model: the trained model (evaluated in eval mode, left as found).
-        loss_fn: per-example loss, e.g. ``nn.CrossEntropyLoss()`` (any reduction: the training
-            term is always the mean).
-        train_inputs (n, ...), train_targets (n,); test_inputs (m, ...), test_targets (m,).
+        loss_fn: per-example loss, e.g. ``nn.CrossEntropyLoss()`` (any reduction, "none" included:
+            the training term is always the mean).
+        train_inputs (n, ...), train_labels (n,); test_inputs (m, ...), test_labels (m,).
         l2: λ of the training objective (the weight decay the model was trained with, as
             λ/2‖θ‖² on the chosen parameters).
-        method: "exact", "cg", "lissa" or "arnoldi" (module docstring).
+        method: the solver, "exact", "cg", "lissa" or "arnoldi" (module docstring).
         damping: δ ≥ 0 added to H's diagonal (needed when H is not positive definite).
         layers: restrict θ to these layers' parameters, e.g. ``"fc2"`` (last layer only).
         tol, max_iter: CG stopping rule — relative residual ‖Hx − b‖/‖b‖ ≤ tol (default 1e-5 in
@@ -308,26 +511,22 @@ def influence(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_targe
             mini-batch size for the stochastic Hessian (None = all points, deterministic).
         arnoldi_dim, rank: Arnoldi iterations (None = P when P ≤ 2,000, else 200) and the number of
             top eigenpairs kept (None = all found).
-        seed: for LiSSA's mini-batches and Arnoldi's start vector.
+        seed: (int ≥ 0) for LiSSA's mini-batches and Arnoldi's start vector.
         batch_size: chunk the training set in Hessian-vector products (None = one batch).
 
     Returns:
-        Tensor (n_test, n_train) in the model's dtype, on its device.
+        Tensor (n_test, n_train) on the test inputs' device, in their dtype.
     """
-    check_choice("method", method, METHODS)
-    check_bool("progress", progress)
-    obj = _objective(model, loss_fn, train_inputs, train_targets, layers, l2, damping, batch_size)
-    xt, yt = check_data(model, test_inputs, test_targets, "test_inputs", "test_targets")
-    G_test = per_example_grads(model, loss_fn, xt, yt, layers=layers)
-    S = _solve(obj, G_test, method, tol=tol, max_iter=max_iter, depth=depth, scale=scale, repeats=repeats,
-               lissa_batch=lissa_batch, arnoldi_dim=arnoldi_dim, rank=rank, seed=seed, progress=progress)
-    obj.release()
-    G_train = per_example_grads(model, loss_fn, obj.x, obj.y, layers=layers, progress=progress)
-    return -(S @ G_train.T)
+    check_choice("method", method, SOLVERS)
+    return InfluenceFunction(model, train_inputs, train_labels, loss_fn=default_loss(loss_fn), solver=method,
+                             damping=damping, l2=l2, params=layers, batch_size=batch_size, tol=tol,
+                             max_iter=max_iter, depth=depth, scale=scale, repeats=repeats, lissa_batch=lissa_batch,
+                             arnoldi_dim=arnoldi_dim, rank=rank, seed=seed,
+                             progress=progress)._attribute(test_inputs, test_labels, ("test_inputs", "test_labels")).neg()
 
 
 # ----------------------------------------------------------------------------- ground truth
-def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, *, l2: float = 0.0,
+def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor, *, l2: float = 0.0,
         layers=None, drop=None, tol: float | None = None, max_iter: int = 1000) -> dict:
     """Minimise (1/n) Σ_{i ∉ drop} ℓ(z_i; θ) + (l2/2)‖θ‖² over the chosen parameters in place,
     full-batch L-BFGS (strong-Wolfe line search) from the current values.
@@ -336,7 +535,7 @@ def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, 
     perturbation of influence functions). Stops when max |∂R/∂θ| ≤ tol (default 1e-9 in float64,
     1e-5 in float32) or after max_iter iterations. Returns {"grad_max", "objective", "iterations"}.
     """
-    x, y = check_data(model, inputs, targets, "inputs", "targets")
+    x, y = check_data(model, inputs, labels, "inputs", "labels")
     obj = TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2)
     if tol is None:
         tol = 1e-9 if obj.theta.dtype == torch.float64 else 1e-5
@@ -345,7 +544,7 @@ def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, 
     keep = None
     if drop is not None:
         mask = torch.ones(obj.n, dtype=torch.bool)
-        mask[torch.as_tensor(drop, dtype=torch.long)] = False
+        mask[check_indices("drop", drop, obj.n)] = False
         keep = mask.nonzero().squeeze(1).to(x.device)
     theta = obj.theta.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([theta], lr=1, max_iter=max_iter, history_size=50, tolerance_grad=tol,
@@ -372,10 +571,10 @@ def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, 
     return {"grad_max": g.abs().max().item(), "objective": loss.detach().item(), "iterations": int(state.get("n_iter", 0))}
 
 
-def leave_one_out(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_targets: torch.Tensor,
-                  test_inputs: torch.Tensor, test_targets: torch.Tensor, indices, *, l2: float = 0.0,
+def leave_one_out(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_labels: torch.Tensor,
+                  test_inputs: torch.Tensor, test_labels: torch.Tensor, indices, *, l2: float = 0.0,
                   layers=None, tol: float | None = 1e-9, max_iter: int = 1000,
-                  dtype: torch.dtype | None = torch.float64, progress: bool = True) -> torch.Tensor:
+                  dtype: torch.dtype | None = torch.float64, progress: bool = False) -> torch.Tensor:
     """The actual change of each test loss when training point i is removed and the model
     retrained: ΔL[k, j] = ℓ(z_test_k; θ̂_{−i_j}) − ℓ(z_test_k; θ̂) → (n_test, len(indices)).
 
@@ -386,18 +585,17 @@ def leave_one_out(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_t
     until max |∂R/∂θ| ≤ ``tol`` (see ``fit``). Only the parameters of ``layers`` are retrained. On a
     non-convex model the retraining finds the nearby local minimum. The model itself is unchanged.
     """
+    x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
+    xt, yt = check_data(model, test_inputs, test_labels, "test_inputs", "test_labels")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float64) or None, got {dtype!r}")
     m = copy.deepcopy(model)
     if dtype is not None:
         m = m.to(dtype)
     wdt = next(m.parameters()).dtype
-    x, y = check_data(model, train_inputs, train_targets, "train_inputs", "train_targets")
-    xt, yt = check_data(model, test_inputs, test_targets, "test_inputs", "test_targets")
     x, xt = x.to(wdt), xt.to(wdt)
-    idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
-    if len(idx) and (int(idx.min()) < -len(x) or int(idx.max()) >= len(x)):
-        raise ValueError(f"indices must lie in [0, {len(x)}) (training points), got values from "
-                         f"{int(idx.min())} to {int(idx.max())}")
-    idx = idx % len(x)
+    idx = check_indices("indices", indices, len(x))
+    progress = check_bool("progress", progress)
     loss_none = _per_example_loss(loss_fn)
     info = fit(m, loss_fn, x, y, l2=l2, layers=layers, tol=tol, max_iter=max_iter)
     if info["grad_max"] > 100 * (tol or 1e-9):
@@ -420,3 +618,24 @@ def _per_example_loss(loss_fn):
     def f(out, y):
         return torch.stack([mean_loss(loss_fn, out[k:k + 1], y[k:k + 1]) for k in range(len(y))])
     return f
+
+
+def check_indices(name: str, indices, n: int) -> torch.Tensor:
+    """Training-point indices: ints (a list, an int, an integer tensor/array) in [−n, n) → LongTensor
+    in [0, n). Floats are refused (1.5 is not point 1), as are booleans and out-of-range values."""
+    if isinstance(indices, bool):
+        raise TypeError(f"{name} must be integer indices of training points, got {indices!r}")
+    t = as_tensor(name, indices, floating=False, non_empty=False) if not isinstance(indices, torch.Tensor) \
+        else indices
+    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
+        raise TypeError(f"{name} must be integer indices of training points, got dtype {t.dtype} "
+                        f"({indices!r:.60}); a float such as 1.5 names no point")
+    t = t.reshape(-1).long().cpu()
+    if len(t) and (int(t.min()) < -n or int(t.max()) >= n):
+        raise ValueError(f"{name} must lie in [0, {n}) (training points), got values from "
+                         f"{int(t.min())} to {int(t.max())}")
+    return t % n if n else t
+
+
+METHODS = {"exact": _solve_exact, "cg": _solve_cg, "lissa": _solve_lissa, "arnoldi": _solve_arnoldi}
+"""Solver name → function (obj, B, ...) applying (H + δI)⁻¹ to the rows of B (was a tuple of names)."""

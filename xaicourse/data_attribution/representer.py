@@ -27,8 +27,12 @@ import time
 import torch
 from torch import nn
 
-from .._torch import check_inputs, eval_on
+from sklearn.base import BaseEstimator
+
+from .._torch import check_inputs, eval_on, target_index
 from .._validate import as_tensor, check_choice, check_int, check_labels, check_real
+from ._base import TrainingDataAttribution
+from .curvature import check_data
 
 __all__ = ["RepresenterPoints", "NotFittedError"]
 
@@ -37,95 +41,118 @@ class NotFittedError(ValueError, AttributeError):
     """Raised when a ``RepresenterPoints`` is used before ``fit``/``from_model``."""
 
 
-class RepresenterPoints:
-    """Representer-point decomposition of a bias-free linear last layer.
+class RepresenterPoints(BaseEstimator, TrainingDataAttribution):
+    """Representer-point decomposition of a bias-free linear last layer — a scikit-learn estimator.
 
-    l2: λ > 0 in L(W) = mean_i ℓ(WΦ_i, y_i) + λ‖W‖². max_iter, tol: L-BFGS iterations and
-    gradient tolerance (float64). After ``fit``: ``weight_`` (K, d) float64, ``alpha_`` (n, K),
-    ``features_`` (n, d), ``residual_`` (relative ‖W − αᵀΦ‖), ``grad_norm_`` (max |∇L|),
-    ``n_iter_``, ``fit_seconds_``; after ``from_model`` also ``report_`` (accuracies before/after
-    the refit).
+    ``__init__`` only stores its parameters (``sklearn.base.clone`` and ``get_params`` /
+    ``set_params`` work); ``fit`` validates them. l2: λ > 0 in L(W) = mean_i ℓ(WΦ_i, y_i) + λ‖W‖².
+    max_iter, tol: L-BFGS iterations and gradient tolerance (float64).
+
+    After ``fit(X, y)`` (X = features Φ (n, d)) or ``from_model(model, inputs, labels)``:
+    ``weight_`` (K, d) float64, ``alpha_`` (n, K) (the paper's α), ``features_`` (n, d), ``targets_``
+    (n,), ``residual_`` (relative ‖W − αᵀΦ‖), ``grad_norm_`` (max |∇L|), ``n_iter_``,
+    ``fit_seconds_``; after ``from_model`` also ``model_`` and ``report_`` (accuracies before/after the
+    refit).
+
+    The common training-data-attribution methods ``attribute(inputs, labels)`` (the terms
+    α_{i,c} k(x_i, x_t), positive = excitatory = the training point raised the logit of class c, i.e.
+    it helped that prediction), ``self_influence()`` and ``top_k(...)`` take **model inputs** after
+    ``from_model`` and **features** after ``fit``; the feature-level methods (``logits``,
+    ``decompose``, ``contributions``, ``top_representers``, ...) always take features.
     """
 
     def __init__(self, l2: float = 1e-2, max_iter: int = 1000, tol: float = 1e-8):
-        self.l2 = check_real("l2", l2, min=0.0, min_inclusive=False)
-        self.max_iter = check_int("max_iter", max_iter, min=1)
-        self.tol = check_real("tol", tol, min=0.0, min_inclusive=False)
+        self.l2 = l2
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _checked_params(self):
+        return (check_real("l2", self.l2, min=0.0, min_inclusive=False), check_int("max_iter", self.max_iter, min=1),
+                check_real("tol", self.tol, min=0.0, min_inclusive=False))
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, features: torch.Tensor, targets: torch.Tensor, n_classes: int | None = None, init=None):
-        """Fit W on features (n, d) and integer labels (n,) by L-BFGS to stationarity.
+    def fit(self, X, y, n_classes: int | None = None, init=None):
+        """Fit W on features X (n, d) and integer labels y (n,) by L-BFGS to stationarity.
 
         n_classes: K (default: max label + 1, or init's rows). init: optional (K, d) start (e.g. the
-        trained model's last-layer weight). Returns self.
+        trained model's last-layer weight). Returns self. (X, y: scikit-learn's names; tensors or arrays.)
         """
-        phi = as_tensor("features", features, ndim=2, floating=True, finite=True, non_empty=True).detach()
+        l2, max_iter, tol = self._checked_params()
+        self.model_ = None
+        phi = as_tensor("X", X, ndim=2, floating=True, finite=True, non_empty=True).detach()
         phi = phi.to(torch.float64)
         n, d = phi.shape
         if init is not None:
             init = as_tensor("init", init, ndim=2, floating=True, finite=True).detach().to(phi)
             if init.shape[1] != d:
-                raise ValueError(f"init has {init.shape[1]} features per class but features have {d}")
+                raise ValueError(f"init has {init.shape[1]} features per class but X has {d}")
             n_classes = init.shape[0] if n_classes is None else n_classes
-        if not isinstance(targets, torch.Tensor):
-            raise TypeError(f"targets must be a torch.Tensor of class labels (n,), got {type(targets).__name__}")
+        y = check_labels("y", y, n)
         if n_classes is None:
-            n_classes = int(targets.max()) + 1
+            n_classes = int(y.max()) + 1
         n_classes = check_int("n_classes", n_classes, min=2)
-        y = check_labels("targets", targets, n, n_classes).to(phi.device)
-        W = (torch.zeros(n_classes, d, dtype=torch.float64, device=phi.device) if init is None
-             else init.clone()).requires_grad_(True)
+        y = check_labels("y", y, n, n_classes).to(phi.device)
         if init is not None and init.shape[0] != n_classes:
             raise ValueError(f"init has {init.shape[0]} rows but n_classes={n_classes}")
-        opt = torch.optim.LBFGS([W], lr=1, max_iter=self.max_iter, tolerance_grad=self.tol,
+        W = (torch.zeros(n_classes, d, dtype=torch.float64, device=phi.device) if init is None
+             else init.clone()).requires_grad_(True)
+        opt = torch.optim.LBFGS([W], lr=1, max_iter=max_iter, tolerance_grad=tol,
                                 tolerance_change=0.0, history_size=20, line_search_fn="strong_wolfe")
 
         def objective():
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(phi @ W.T, y) + self.l2 * (W * W).sum()
+            loss = nn.functional.cross_entropy(phi @ W.T, y) + l2 * (W * W).sum()
             loss.backward()
             return loss
 
         t0 = time.perf_counter()
-        opt.step(objective)
+        with torch.enable_grad():
+            opt.step(objective)
         self.fit_seconds_ = time.perf_counter() - t0
         self.n_iter_ = opt.state[opt._params[0]]["n_iter"]
         W = W.detach()
-        self._set(phi, y, W)
+        self._set(phi, y, W, l2)
         return self
 
-    def _set(self, phi, y, W):
+    def _set(self, phi, y, W, l2):
         n = len(phi)
         with torch.no_grad():
             g = torch.softmax(phi @ W.T, 1)
             g[torch.arange(n), y] -= 1  # ∂ℓ/∂logits = p − e_y
-            grad = g.T @ phi / n + 2 * self.l2 * W
+            grad = g.T @ phi / n + 2 * l2 * W
         self.features_, self.targets_, self.weight_ = phi, y, W
-        self.alpha_ = -g / (2 * self.l2 * n)
+        self.alpha_ = -g / (2 * l2 * n)
         self.grad_norm_ = grad.abs().max().item()
         self.residual_ = ((W - self.alpha_.T @ phi).norm() / W.norm().clamp_min(1e-300)).item()
         self.n_features_in_, self.n_classes_ = phi.shape[1], W.shape[0]
 
-    def from_model(self, model: nn.Module, train_inputs, train_targets, test_inputs=None, test_targets=None,
+    def from_model(self, model: nn.Module, train_inputs, train_labels, test_inputs=None, test_labels=None, *,
                    batch_size: int = 512):
         """Refit the model's last layer on its penultimate features ``model.features(x)``.
 
         As in the paper the last layer is re-trained bias-free with the L2 penalty (starting from
         ``model.head.weight``), so the representer identity holds exactly; the refit changes the
         classifier a little: ``report_`` gives train (and, with test data, test) accuracy of the
-        model and of the refit layer. Returns self.
+        model and of the refit layer. The model is evaluated in eval mode and left as found.
+        Returns self; ``attribute``/``top_k`` then take model inputs.
         """
         if not hasattr(model, "features") or not hasattr(model, "head"):
             raise TypeError("model must expose features(x) (penultimate activations) and head (the last "
                             "nn.Linear), like the course models")
-        phi = self.features_of(model, train_inputs, batch_size)
-        self.fit(phi, train_targets, init=model.head.weight.detach().to(torch.float64).cpu())
-        rep = {"train_acc_model": _acc(model, train_inputs, train_targets, batch_size),
-               "train_acc_refit": (self.predict(phi) == train_targets.cpu()).double().mean().item()}
+        batch_size = check_int("batch_size", batch_size, min=1)
+        x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
+        phi = self.features_of(model, x, batch_size)
+        self.fit(phi, y.cpu(), init=model.head.weight.detach().to(torch.float64).cpu())
+        self.model_ = model
+        rep = {"train_acc_model": _acc(model, x, y, batch_size),
+               "train_acc_refit": (self.predict(phi) == y.cpu()).double().mean().item()}
         if test_inputs is not None:
-            phit = self.features_of(model, test_inputs, batch_size)
-            rep["test_acc_model"] = _acc(model, test_inputs, test_targets, batch_size)
-            rep["test_acc_refit"] = (self.predict(phit) == test_targets.cpu()).double().mean().item()
+            if test_labels is None:
+                raise ValueError("test_labels are needed with test_inputs (for the test accuracies in report_)")
+            xt, yt = check_data(model, test_inputs, test_labels, "test_inputs", "test_labels")
+            phit = self.features_of(model, xt, batch_size)
+            rep["test_acc_model"] = _acc(model, xt, yt, batch_size)
+            rep["test_acc_refit"] = (self.predict(phit) == yt.cpu()).double().mean().item()
             rep["test_acc_change"] = rep["test_acc_refit"] - rep["test_acc_model"]
         rep.update(residual=self.residual_, grad_norm=self.grad_norm_, fit_seconds=self.fit_seconds_)
         self.report_ = rep
@@ -134,16 +161,50 @@ class RepresenterPoints:
     @staticmethod
     def features_of(model: nn.Module, inputs, batch_size: int = 512) -> torch.Tensor:
         """``model.features(inputs)`` in eval mode, batched, as a CPU float64 tensor (n, d)."""
+        batch_size = check_int("batch_size", batch_size, min=1)
         x = check_inputs(model, inputs, "inputs")
         with torch.no_grad(), eval_on(model):
             return torch.cat([model.features(x[s:s + batch_size]).cpu() for s in range(0, len(x), batch_size)]
                              ).to(torch.float64)
 
+    # ------------------------------------------------------------------ the common TDA interface
+    @property
+    def n_train(self) -> int:
+        self._fitted()
+        return len(self.alpha_)
+
+    def _fitted(self):
+        if not hasattr(self, "alpha_"):
+            raise NotFittedError("this RepresenterPoints is not fitted yet: call fit(X, y) or "
+                                 "from_model(model, inputs, labels) first")
+
+    def _phi(self, inputs):
+        """Features of ``inputs``: model inputs after from_model, features after fit."""
+        self._fitted()
+        if getattr(self, "model_", None) is not None:
+            return self.features_of(self.model_, inputs)
+        return self._check(inputs)
+
+    def kernel(self, inputs) -> torch.Tensor:
+        """k(x_i, x_t) = Φ(x_i)ᵀΦ(x_t) → (n_test, n_train) (the paper's similarity term)."""
+        return self._phi(inputs) @ self.features_.T
+
+    def attribute(self, inputs, labels=None) -> torch.Tensor:
+        """α_{i,c} k(x_i, x_t) for the class c = ``labels`` of each test point (None = the predicted
+        class) → (n_test, n_train); positive = training point i raised that logit (helped), and the
+        row sums to the logit. On the inputs' device, in their float dtype."""
+        c = self.contributions(self._phi(inputs), labels)
+        return _on_inputs(c, inputs)
+
+    def self_influence(self) -> torch.Tensor:
+        """α_{i,y_i} ‖Φ_i‖² → (n_train,): each training point's term in its own label's logit
+        (negative and large for points the model disagrees with — mislabels). CPU float64."""
+        self._fitted()
+        return self.alpha_[torch.arange(len(self.alpha_)), self.targets_] * (self.features_ ** 2).sum(1)
+
     # ------------------------------------------------------------------ using the fit
     def _check(self, test_features):
-        if not hasattr(self, "alpha_"):
-            raise NotFittedError("this RepresenterPoints is not fitted yet: call fit(features, targets) or "
-                                 "from_model(model, inputs, targets) first")
+        self._fitted()
         f = as_tensor("test_features", test_features, ndim=2, floating=True, finite=True).detach()
         if f.shape[1] != self.n_features_in_:
             raise ValueError(f"test_features have {f.shape[1]} features but the fit used {self.n_features_in_}")
@@ -169,13 +230,7 @@ class RepresenterPoints:
         labels, or None for the predicted class."""
         f = self._check(test_features)
         sim = f @ self.features_.T
-        if target is None:
-            t = (f @ self.weight_.T).argmax(1)
-        else:
-            t = torch.as_tensor(target).long().flatten()
-            t = t.expand(len(f)) if t.numel() == 1 else t
-            if len(t) != len(f) or (t < 0).any() or (t >= self.n_classes_).any():
-                raise ValueError(f"target must be a class in 0..{self.n_classes_ - 1} (one or one per test point)")
+        t = (f @ self.weight_.T).argmax(1) if target is None else target_index(target, len(f), self.n_classes_)
         return sim * self.alpha_[:, t.to(sim.device)].T
 
     def top_representers(self, test_features, k: int = 5, kind: str = "positive", target=None):
@@ -190,9 +245,14 @@ class RepresenterPoints:
 
     def importance(self) -> torch.Tensor:
         """|α_{i, y_i}|, the weight of each training point on its own label's logit → (n,)."""
-        if not hasattr(self, "alpha_"):
-            raise NotFittedError("call fit or from_model first")
+        self._fitted()
         return self.alpha_[torch.arange(len(self.alpha_)), self.targets_].abs()
+
+
+def _on_inputs(t: torch.Tensor, like) -> torch.Tensor:
+    if isinstance(like, torch.Tensor):
+        return t.to(device=like.device, dtype=like.dtype if like.dtype.is_floating_point else t.dtype)
+    return t
 
 
 def _acc(model, x, y, batch_size):

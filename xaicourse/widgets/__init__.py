@@ -17,6 +17,8 @@ Layout (a module never shares its name with a function it exports):
   sliders of the meaningful-perturbation mask).
 * ``concepts`` (lecture 09): ``tcav_panel`` (model, concept, layer, class → TCAV scores and
   p-value), ``attack_panel`` (method, attack kind, ε → the map before and after).
+* ``device`` (every lecture's set-up cell): ``device_toggle`` — auto / cpu / cuda buttons over
+  ``device.set_device`` (it used to live in ``xaicourse.device``, which is foundation code).
 * ``_panel``: ``Panel``, the shared base — a dict of named controls, ``draw(**values)`` that calls
   the tested package functions and draws with matplotlib, ``redraw()``, ``state`` (the numbers
   the last draw showed) and ``enable(name, flag)``.
@@ -40,8 +42,9 @@ from .tracin import detection_panel, proponents_panel
 from .concepts import attack_panel, tcav_panel
 from .tsne import tsne_panel
 from .evaluation import evaluation_panel, mask_panel
+from .device import device_toggle
 
 __all__ = ["Panel", "State", "perturbation_panel", "featurevis_panel", "tsne_panel", "attribution_panel",
            "lime_panel", "convergence_panel", "baseline_panel", "internal_panel", "influence_gallery_panel",
            "lissa_panel", "representer_gallery_panel", "mislabel_panel", "proponents_panel", "detection_panel",
-           "evaluation_panel", "mask_panel", "tcav_panel", "attack_panel"]
+           "evaluation_panel", "mask_panel", "tcav_panel", "attack_panel", "device_toggle"]

@@ -15,15 +15,16 @@ LOGITS = "logits"
 """The layer picker's value for "the model's output" (a string: a None value shows a blank box)."""
 
 
-def featurevis_panel(model, data: torch.Tensor, settings: dict, steps: int = 60, k: int = 5,
-                     class_names=None) -> Panel:
+def featurevis_panel(model, data: torch.Tensor, settings: dict, n_steps: int = 60, k: int = 5,
+                     class_names=None, **deprecated) -> Panel:
     """Unit picker + regulariser sliders → the optimised input, its ascent curves, and the k
     dataset images that excite the same unit most (``featurevis.activation_maximization`` and
     ``featurevis.top_activating_examples``).
 
     data: images (N, C, H, W) for the dataset-examples view; settings: keyword arguments for
-    ``activation_maximization`` (e.g. ``featurevis.course_settings("shapes")``); steps: the
-    initial number of ascent steps (keep a run under ~2 s); class_names: for the title.
+    ``activation_maximization`` (e.g. ``featurevis.course_settings("shapes")``); n_steps: the
+    initial number of ascent steps (keep a run under ~2 s; ``steps=`` is its deprecated name);
+    class_names: for the title.
     Re-runs when a control changes.
 
     Controls: "layer" ("logits" = class logit, or a Conv2d/Linear layer name), "unit" (class or
@@ -33,8 +34,19 @@ def featurevis_panel(model, data: torch.Tensor, settings: dict, steps: int = 60,
     objectives, result, x, history, final_objective, top_indices, top_values, name.
     """
     from .. import featurevis as fv
+    from .._torch import deprecated_kwargs
+    from .._validate import check_int
     from ..viz import to_numpy_image
 
+    deprecated = deprecated_kwargs("featurevis_panel", deprecated, {"steps": "n_steps"})
+    n_steps = deprecated.pop("n_steps", n_steps)
+    if deprecated:
+        raise TypeError(f"featurevis_panel() got an unexpected keyword argument {next(iter(deprecated))!r}")
+    n_steps = check_int("n_steps", n_steps, min=1)
+    if not isinstance(settings, dict):
+        raise TypeError(f"settings must be a dict of activation_maximization options, got {type(settings).__name__}")
+    # the panel's "steps" slider sets the number of steps, whichever key the settings carry it under
+    settings = {key: v for key, v in settings.items() if key not in ("steps", "n_steps")}
     if not isinstance(data, torch.Tensor) or data.dim() != 4:
         raise ValueError("data must be an image tensor (N, C, H, W)")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(data):
@@ -54,7 +66,7 @@ def featurevis_panel(model, data: torch.Tensor, settings: dict, steps: int = 60,
         tv_on=w.Checkbox(value=tv0 > 0, description="use TV"),
         tv=w.FloatLogSlider(value=max(tv0, 1e-4), base=10, min=-4, max=0.5, step=0.25, description="TV weight",
                             continuous_update=False),
-        steps=w.IntSlider(value=steps, min=10, max=400, step=10, description="steps", continuous_update=False),
+        steps=w.IntSlider(value=n_steps, min=10, max=400, step=10, description="steps", continuous_update=False),
         jitter=w.IntSlider(value=0, min=0, max=4, description="jitter (px)", continuous_update=False),
         blur=w.IntSlider(value=0, min=0, max=20, description="blur every", continuous_update=False),
         sigma=w.FloatSlider(value=0.5, min=0.2, max=2.0, step=0.1, description="blur σ", continuous_update=False),
@@ -73,7 +85,7 @@ def featurevis_panel(model, data: torch.Tensor, settings: dict, steps: int = 60,
 
     def draw(layer, unit, reduce, squared, tv_on, tv, steps, jitter, blur, sigma):
         obj = objective(layer, unit, reduce, squared)
-        kw = {**settings, "steps": steps, "tv_weight": tv if tv_on else 0.0,
+        kw = {**settings, "n_steps": steps, "tv_weight": tv if tv_on else 0.0,
               "jitter": jitter, "blur_every": blur, "blur_sigma": sigma}
         with eval_on(model, to=current_device()):  # device=None below: the current device
             res = fv.activation_maximization(model, obj, tuple(data.shape[1:]), **kw)

@@ -30,8 +30,8 @@ def tcav_panel(models: dict, concepts: dict, random_sets, inputs, labels, layers
         key = (model, concept, layer, target)
         if key not in cache:
             xk = inputs[labels == target]
-            cache[key] = tcav(models[model], layer, {concept: concepts[concept]}, random_sets, xk, target,
-                              n_random=n_random, seed=seed)[concept]
+            cache[key] = tcav(models[model], xk, target, layer=layer, concepts={concept: concepts[concept]},
+                              random_sets=random_sets, n_random=n_random, seed=seed)[concept]
         return cache[key]
 
     def draw(model, concept, layer, target):

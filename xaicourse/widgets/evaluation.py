@@ -10,25 +10,33 @@ from ._panel import Panel
 METRICS = ("deletion", "insertion", "pointing game", "mask IoU")
 
 
-def evaluation_panel(model, images, labels, masks, methods: dict, *, steps: int = 20, value: float = 0.5):
+def evaluation_panel(model, images, labels, masks, methods: dict, *, n_steps: int = 20, baselines=0.5, **deprecated):
     """Method picker × metric picker × image slider → the image with its object mask, the method's map,
     and the metric drawn (deletion / insertion curve with its AUC, or the map's maximum / top-|mask|
     pixels against the mask).
 
-    methods: {name: (method, options)} as for ``metrics.evaluate_methods``. Deletion fills with the
-    constant ``value``; insertion starts from it.
+    methods: {name: (method, options)} as for ``evaluation.evaluate_methods``. Deletion fills with
+    x₀ = ``baselines`` (default grey 0.5, as lecture 08; any ``_torch.resolve_baselines`` spec);
+    insertion starts from it. ``n_steps``: points on a curve. Deprecated: ``steps=``, ``value=``.
     ``panel.state`` = {"method", "metric", "image", "value"} — value is the metric for that image
-    (AUC, hit in [0, 1] or IoU), computed by the ``metrics`` functions.
+    (AUC, hit in [0, 1] or IoU), computed by the ``evaluation`` functions.
     """
-    from .. import metrics as M
+    from .. import evaluation as M
+    from .._validate import check_int
+    from ..evaluation._common import legacy
     from ..viz import to_numpy_image
+
+    baselines, n_steps = legacy("evaluation_panel", deprecated, baselines=baselines, n_steps=n_steps)
+    n_steps = check_int("n_steps", n_steps, min=1)
+    if not isinstance(methods, dict) or not methods:
+        raise TypeError(f"methods must be a non-empty dict {{name: (method, options)}}, got {type(methods).__name__}")
 
     cache = {}
 
     def attribution(name):
         if name not in cache:
             method, opts = methods[name]
-            cache[name] = M._attribute(method, model, images, labels, dict(opts)).detach()
+            cache[name] = M.explain(method, model, images, labels, **dict(opts)).detach()
         return cache[name]
 
     def draw(method, metric, image):
@@ -43,9 +51,9 @@ def evaluation_panel(model, images, labels, masks, methods: dict, *, steps: int 
         ax[1].set_title(method, fontsize=8)
         if metric in ("deletion", "insertion"):
             fn = M.deletion_curve if metric == "deletion" else M.insertion_curve
-            kw = dict(fill="constant", value=value)
-            fr, s = fn(model, x, t, a, steps=steps, **kw)
-            rnd = fn(model, x, t, M.random_attribution(model, x, t), steps=steps, **kw)[1]
+            kw = dict(baselines=baselines, n_steps=n_steps)
+            fr, s = fn(model, x, t, a, **kw)
+            rnd = fn(model, x, t, M.random_attribution(model, x, t), **kw)[1]
             val = float(M.curve_auc(fr, s)[0])
             ax[2].plot(fr, s[0], "o-", ms=3, label=f"{method}: AUC {val:.3f}")
             ax[2].plot(fr, rnd[0], "--", color="gray", label=f"random: AUC {float(M.curve_auc(fr, rnd)[0]):.3f}")
@@ -80,23 +88,32 @@ def evaluation_panel(model, images, labels, masks, methods: dict, *, steps: int 
     return Panel(controls, draw, readout=True)
 
 
-def mask_panel(model, image, target, *, n_steps: int = 100, baseline: str = "blur", l1: float = 0.05,
-               tv: float = 0.2):
+def mask_panel(model, image, target, *, n_steps: int = 100, baselines="blur", l1: float = 0.05,
+               tv: float = 0.2, **deprecated):
     """λ₁ (area) and λ₂ (smoothness) sliders and a delete/preserve switch → the meaningful-perturbation
     mask M of one image, the perturbed image φ(x; M) and the target's probability on it.
 
     ``panel.state`` = {"l1", "tv", "mode", "mask" (H, W), "area" (mean of the deleted/kept region),
-    "p_target" (softmax probability on φ)}.
+    "p_target" (softmax probability on φ)}. baselines: x₀ as ``meaningful_perturbation`` takes it
+    (deprecated: ``baseline=``).
     """
+    from .._torch import deprecated_kwargs, resolve_baselines
+    from .._validate import as_tensor
     from ..attribution.masks import meaningful_perturbation
-    from ..metrics import fill_baseline
     from ..viz import to_numpy_image
 
+    deprecated = deprecated_kwargs("mask_panel", deprecated, {"baseline": "baselines"})
+    baselines = deprecated.pop("baselines", baselines)
+    if deprecated:
+        raise TypeError(f"mask_panel() got an unexpected keyword argument {next(iter(deprecated))!r}")
+    if isinstance(baselines, str) and baselines == "constant":  # the old baseline="constant" meant a zero image
+        baselines = 0.0
+    image = as_tensor("image", image, ndim=(3, 4))
     x = image[None] if image.dim() == 3 else image[:1]
-    x0 = fill_baseline(x, baseline, sigma=4.0)
+    x0 = resolve_baselines(x, baselines, sigma=4.0)
 
     def draw(l1, tv, mode):
-        m = meaningful_perturbation(model, x, int(target), mode=mode, baseline=baseline, l1=l1, tv=tv,
+        m = meaningful_perturbation(model, x, int(target), mode=mode, baselines=baselines, l1=l1, tv=tv,
                                     n_steps=n_steps, return_mask=True)
         phi = x * m + x0 * (1 - m)
         with torch.no_grad():

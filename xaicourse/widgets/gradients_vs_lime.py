@@ -33,7 +33,7 @@ def method_options(method: str, image_shape, *, layer="relu3", sigma: float = 0.
     if method == "grad_cam":
         return dict(layer=layer)
     if method == "lime":
-        return dict(num_samples=300, segmentation="grid" if width <= 8 else "slic", cell=2, n_segments=40)
+        return dict(n_samples=300, segmentation="grid" if width <= 8 else "slic", cell=2, n_segments=40)
     if method == "integrated_gradients":
         return dict(n_steps=32)
     if method in ("shapley_sampling", "shapley_exact"):
@@ -131,7 +131,7 @@ def lime_panel(model, x: torch.Tensor, target: int, segments=None, n_seeds: int 
 
     def draw(kernel_width, samples):
         dev = current_device()
-        opts = dict(lime_options, num_samples=samples, kernel_width=kernel_width, segments=segments)
+        opts = dict(lime_options, n_samples=samples, kernel_width=kernel_width, segments=segments)
         with eval_on(model, to=dev):
             e = lime_explain(model, x[None].to(dev), target, seed=0, **opts)[0]
             agree, tops = lime_stability(model, x.to(dev), target, seeds=range(n_seeds), k=k, **opts)

@@ -25,7 +25,8 @@ def influence_gallery_panel(scores: torch.Tensor, train_images: torch.Tensor, tr
                             class_names=None, predictions=None) -> Panel:
     """Picker over test images → the k most helpful and k most harmful training images.
 
-    scores: I_up,loss of shape (n_test, n_train) (``xaicourse.data_attribution.influence``).
+    scores: Koh & Liang's I_up,loss of shape (n_test, n_train) (``InfluenceFunction.i_up_loss`` or
+    ``xaicourse.data_attribution.influence``; positive = harmful, i.e. −``attribute``).
     Helpful = most negative I_up,loss (removing the point would *raise* the test loss),
     harmful = most positive. ``n`` (the training-set size, default n_train) turns scores into
     the predicted change of the test loss −I/n shown above each image. ``predictions``: optional
@@ -71,7 +72,7 @@ def influence_gallery_panel(scores: torch.Tensor, train_images: torch.Tensor, tr
     return Panel({"test": test, "k": kk}, draw)
 
 
-def lissa_panel(model, loss_fn, train_inputs, train_targets, vector: torch.Tensor, exact: torch.Tensor, *,
+def lissa_panel(model, loss_fn, train_inputs, train_labels, vector: torch.Tensor, exact: torch.Tensor, *,
                 l2: float = 0.0, layers=None, train_grads: torch.Tensor | None = None, depth: int = 300,
                 scale: float | None = None, record_every: int = 10, seed: int = 0) -> Panel:
     """LiSSA monitor: relative error ‖h_j/s − x*‖ / ‖x*‖ against the recursion depth j, where
@@ -91,7 +92,7 @@ def lissa_panel(model, loss_fn, train_inputs, train_targets, vector: torch.Tenso
     if scale is None:
         from ..data_attribution.curvature import TrainingObjective, check_data
         from ..data_attribution.influence_functions import _power_max
-        x, y = check_data(model, train_inputs, train_targets, "train_inputs", "train_targets")
+        x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
         scale = 1.1 * _power_max(TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2))
     controls = {
         "damping": w.FloatLogSlider(value=1e-6, base=10, min=-6, max=0, step=0.25, description="damping δ",
@@ -107,7 +108,7 @@ def lissa_panel(model, loss_fn, train_inputs, train_targets, vector: torch.Tenso
 
     def draw(damping, scale, depth, batch):
         try:
-            _, hist, s = inverse_hvp(model, loss_fn, train_inputs, train_targets, vector, l2=l2, layers=layers,
+            _, hist, s = inverse_hvp(model, loss_fn, train_inputs, train_labels, vector, l2=l2, layers=layers,
                                      method="lissa", damping=damping, scale=scale, depth=depth, lissa_batch=batch,
                                      seed=seed, record_every=record_every)
         except ValueError as e:

@@ -119,10 +119,10 @@ def internal_panel(model, x: torch.Tensor, target: int, layers=("conv2", "conv3"
 
     def draw(layer, quantity, contrast):
         c = contrast if quantity == "comparative" else None
-        infl = internal_influence(model, x[None], target, layer, n_steps=n_steps, contrast=c)[0]
+        infl = internal_influence(model, x[None], target, layer=layer, n_steps=n_steps, contrast=c)[0]
         per_unit = infl.flatten(1).sum(1) if infl.dim() > 1 else infl
         order = per_unit.argsort(descending=True)[:top].tolist()
-        ua = unit_attribution(model, x[None], layer, order[0], n_steps=n_steps)[0]
+        ua = unit_attribution(model, x[None], order[0], layer=layer, n_steps=n_steps)[0]
         fig, axes = plt.subplots(1, 2, figsize=(9, 3))
         axes[0].bar(range(len(per_unit)), per_unit.detach().cpu().numpy(), color="gray")
         axes[0].bar(order, per_unit[order].detach().cpu().numpy(), color="crimson")

@@ -8,23 +8,26 @@ import torch
 from ._panel import Panel
 
 
-def proponents_panel(model, checkpoints, loss_fn, train_inputs, train_targets, test_inputs, test_targets,
-                     k: int = 5, layers=None, class_names=None):
+def proponents_panel(model, checkpoints, loss_fn, train_inputs, train_labels, test_inputs, test_labels,
+                     k: int = 5, *, layers=None, class_names=None):
     """Test-image picker + "cosine" toggle → the test image, its k strongest proponents (largest TracInCP
     scores) and k strongest opponents (most negative).
 
-    Scores come from ``data_attribution.tracin_cp`` (computed once per variant and cached);
-    ``panel.state`` = {"test", "normalize", "proponents", "opponents", "scores"} for the shown image.
+    Scores come from ``data_attribution.TracInCP`` (one object per variant, its training gradients
+    cached; the scores of all test images computed once per variant); ``panel.state`` = {"test",
+    "normalize", "proponents", "opponents", "scores"} for the shown image.
     """
-    from ..data_attribution import tracin_cp
+    from ..data_attribution import TracInCP
+    from .._validate import check_int
     from ..viz import to_numpy_image
 
+    k = check_int("k", k, min=1, max=len(train_inputs))
     cache = {}
 
     def scores(normalize):
         if normalize not in cache:
-            cache[normalize] = tracin_cp(model, checkpoints, loss_fn, train_inputs, train_targets, test_inputs,
-                                         test_targets, layers=layers, normalize=normalize, progress=False)
+            cache[normalize] = TracInCP(model, train_inputs, train_labels, checkpoints=checkpoints, loss_fn=loss_fn,
+                                        params=layers, normalize=normalize).attribute(test_inputs, test_labels).cpu()
         return cache[normalize]
 
     name = (lambda c: class_names[int(c)]) if class_names else (lambda c: str(int(c)))
@@ -35,11 +38,11 @@ def proponents_panel(model, checkpoints, loss_fn, train_inputs, train_targets, t
         opp = torch.topk(-s, k).indices
         fig, ax = plt.subplots(1, 2 * k + 1, figsize=(1.3 * (2 * k + 1), 1.9))
         ax[0].imshow(to_numpy_image(test_inputs[test]), cmap="gray")
-        ax[0].set_title(f"test, y={name(test_targets[test])}", fontsize=8)
+        ax[0].set_title(f"test, y={name(test_labels[test])}", fontsize=8)
         for j, (i, kind) in enumerate([(i, "+") for i in pro] + [(i, "−") for i in opp]):
             a = ax[1 + j]
             a.imshow(to_numpy_image(train_inputs[i]), cmap="gray")
-            a.set_title(f"{kind} #{int(i)} y={name(train_targets[i])}\n{s[i]:.3g}", fontsize=7,
+            a.set_title(f"{kind} #{int(i)} y={name(train_labels[i])}\n{s[i]:.3g}", fontsize=7,
                         color="tab:green" if kind == "+" else "tab:red")
         for a in ax:
             a.axis("off")
