@@ -407,3 +407,112 @@ def test_results_follow_the_inputs_dtype_and_device(logreg):
         S = obj.attribute(Xt, yt)
         assert S.dtype == Xt.dtype and S.device == Xt.device and S.shape == (len(Xt), len(X))
         assert obj.self_influence().shape == (len(X),)
+
+
+# ----------------------------------------------------------------------------- the bad-input probe
+# results that are correct (not silent errors): features of any width / dtype / array form, labels
+# as lists or arrays, labels 3..5 (scikit-learn infers 6 classes), a shorter label vector for flip_labels
+SENSIBLE_RESULTS = {"RepresenterPoints.fit X=float32", "RepresenterPoints.fit X=wrong feat",
+                    "RepresenterPoints.fit X=numpy", "RepresenterPoints.fit X=list",
+                    "RepresenterPoints.fit y=out of range", "RepresenterPoints.fit y=numpy",
+                    "RepresenterPoints.fit y=list", "flip_labels labels=short", "flip_labels labels=numpy",
+                    "flip_labels labels=list"}
+
+
+def test_bad_input_probe():
+    """161 bad calls over the public API (wrong shapes, empty, NaN/inf, dtypes, numpy/lists, out-of-range
+    labels / indices / k, bad options): measured 151 clear ValueError/TypeError, 10 correct results,
+    0 raw tracebacks, 0 silent wrong results."""
+    import numpy as np
+    from xaicourse.data_attribution import detection_curve, detection_rate, per_example_grads
+
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    X, y = torch.randn(12, 4, dtype=torch.float64), torch.arange(12) % 3
+    Xt, yt = torch.randn(3, 4, dtype=torch.float64), torch.tensor([0, 1, 2])
+    ck = [(net.state_dict(), 0.1)]
+    CE = nn.CrossEntropyLoss()
+    img, lab = torch.rand(10, 1, 6, 6), torch.arange(10) % 4
+    bad_x = {"nan": X * float("nan"), "inf": X.clone().fill_(float("inf")), "empty": X[:0], "float32": X.float(),
+             "extra dim": X[None], "no batch": X[0], "wrong feat": torch.randn(12, 5, dtype=torch.float64),
+             "numpy": X.numpy(), "list": X.tolist(), "int": X.long()}
+    bad_y = {"float": y.double() + 0.5, "out of range": y + 3, "negative": y - 1, "short": y[:-1], "2d": y[:, None],
+             "bool": y.bool(), "numpy": y.numpy(), "list": y.tolist()}
+    rows = []
+    def probe(name, fn):
+        try:
+            out = fn()
+            rows.append((name, "result", type(out).__name__))
+        except (ValueError, TypeError) as e:
+            rows.append((name, "clear", str(e)[:90]))
+        except Exception as e:
+            rows.append((name, "RAW", f"{type(e).__name__}: {str(e)[:90]}"))
+    IF = lambda **kw: InfluenceFunction(net, X, y, l2=0.1, damping=0.5, **kw)
+    TR = lambda **kw: TracInCP(net, X, y, checkpoints=ck, **kw)
+    for k, v in bad_x.items():
+        probe(f"InfluenceFunction train_inputs={k}", lambda: InfluenceFunction(net, v, y, l2=0.1))
+        probe(f"InfluenceFunction.attribute inputs={k}", lambda: IF().attribute(v if len(v) != 12 else v[:3], yt))
+        probe(f"TracInCP train_inputs={k}", lambda: TracInCP(net, v, y, checkpoints=ck))
+        probe(f"tracin_cp test_inputs={k}", lambda: tracin_cp(net, ck, CE, X, y, v, y))
+        probe(f"RepresenterPoints.fit X={k}", lambda: RepresenterPoints().fit(v, y))
+    for k, v in bad_y.items():
+        probe(f"InfluenceFunction train_labels={k}", lambda: InfluenceFunction(net, X, v, l2=0.1))
+        probe(f"TracInCP.attribute labels={k}", lambda: TR().attribute(X, v))
+        probe(f"leave_one_out train_labels={k}", lambda: leave_one_out(net, CE, X, v, Xt, yt, [0], l2=0.1))
+        probe(f"RepresenterPoints.fit y={k}", lambda: RepresenterPoints().fit(X, v))
+        probe(f"flip_labels labels={k}", lambda: flip_labels(v, 0.2, 3))
+    for k, v in {"solver": dict(solver="newton"), "damping<0": dict(damping=-1), "seed float": dict(seed=1.5),
+                 "seed neg": dict(seed=-1), "batch 0": dict(batch_size=0), "batch float": dict(batch_size=2.5),
+                 "progress str": dict(progress="yes"), "depth 0": dict(depth=0), "tol nan": dict(tol=float("nan")),
+                 "rank float": dict(rank=2.0), "loss str": dict(loss_fn="ce")}.items():
+        probe(f"InfluenceFunction {k}", lambda: InfluenceFunction(net, X, y, l2=0.1, **v))
+    for k, v in {"lr neg": dict(learning_rates=-1.0), "lr wrong len": dict(learning_rates=[1.0, 2.0]),
+                 "batch 0": dict(batch_size=0), "normalize str": dict(normalize="yes"), "params bad": dict(params="nope"),
+                 "cache int": dict(cache=1)}.items():
+        probe(f"TracInCP {k}", lambda: TR(**v))
+    probe("TracInCP checkpoints=[]", lambda: TracInCP(net, X, y, checkpoints=[]))
+    probe("TracInCP checkpoints=dict", lambda: TracInCP(net, X, y, checkpoints=net.state_dict()))
+    probe("TracInCP checkpoint wrong shapes", lambda: TracInCP(net, X, y, checkpoints=[(nn.Linear(2, 2).double().state_dict(), 1.0)]).attribute(Xt, yt))
+    for k in (0, -1, 13, 2.0, True):
+        probe(f"top_k k={k!r}", lambda: IF().top_k(Xt, yt, k))
+        probe(f"TracInCP.top_k k={k!r}", lambda: TR().top_k(Xt, yt, k))
+    probe("top_k proponents=str", lambda: IF().top_k(Xt, yt, 2, proponents="no"))
+    for k in ([1.5], [12], [-13], 1.5, "a", [True], np.array([0.0])):
+        probe(f"leave_one_out indices={k!r}", lambda: leave_one_out(net, CE, X, y, Xt, yt, k, l2=0.1))
+    probe("leave_one_out dtype=int", lambda: leave_one_out(net, CE, X, y, Xt, yt, [0], l2=0.1, dtype=torch.int64))
+    for k, v in {"flat": img.flatten(1), "target 4": dict(t=4), "target -1": dict(t=-1), "target float": dict(t=1.0),
+                 "n_poison 0": dict(n=0), "n_poison float": dict(n=2.5), "seed neg": dict(seed=-1), "size 7": dict(size=7),
+                 "labels float": dict(lab=lab.double())}.items():
+        if isinstance(v, torch.Tensor):
+            probe(f"plant_backdoor inputs={k}", lambda: plant_backdoor(v, lab, 2, 0))
+        else:
+            probe(f"plant_backdoor {k}", lambda: plant_backdoor(img, v.get("lab", lab), v.get("n", 2), v.get("t", 0),
+                                                                 size=v.get("size", 2), seed=v.get("seed", 0)))
+    for k, v in {"corner typo": dict(corner="top-rigth"), "size 0": dict(size=0), "size 2.5": dict(size=2.5),
+                 "value nan": dict(value=float("nan")), "size 7": dict(size=7)}.items():
+        probe(f"add_trigger {k}", lambda: add_trigger(img, **v))
+    probe("add_trigger flat", lambda: add_trigger(img.flatten(1)))
+    probe("flip_labels fraction 1.5", lambda: flip_labels(lab, 1.5, 4))
+    probe("flip_labels seed -1", lambda: flip_labels(lab, 0.2, 4, seed=-1))
+    probe("flip_labels seed 1.5", lambda: flip_labels(lab, 0.2, 4, seed=1.5))
+    probe("flip_labels n_classes 3 (labels up to 3)", lambda: flip_labels(lab, 0.2, 3))
+    sc, fl = torch.randn(10), torch.arange(10) < 3
+    probe("detection_curve nan scores", lambda: detection_curve(sc * float("nan"), fl))
+    probe("detection_curve fractions 2", lambda: detection_curve(sc, fl, [2.0]))
+    probe("detection_curve length", lambda: detection_curve(sc, fl[:5]))
+    probe("detection_curve float flags", lambda: detection_curve(sc, fl.double() * 0.5))
+    probe("detection_rate fraction -1", lambda: detection_rate(sc, fl, -1))
+    probe("recall_at_k k 11", lambda: recall_at_k(sc, fl, 11))
+    probe("recall_at_k k 0", lambda: recall_at_k(sc, fl, 0))
+    probe("recall_at_k no flags", lambda: recall_at_k(sc, fl & False))
+    probe("RepresenterPoints unfitted attribute", lambda: RepresenterPoints().attribute(X))
+    probe("RepresenterPoints max_iter float fit", lambda: RepresenterPoints(max_iter=2.5).fit(X, y))
+    probe("RepresenterPoints attribute wrong d", lambda: RepresenterPoints().fit(X, y).attribute(torch.randn(2, 5)))
+    probe("RepresenterPoints attribute labels 9", lambda: RepresenterPoints().fit(X, y).attribute(X[:2], [9, 0]))
+    probe("per_example_grads batch 0", lambda: per_example_grads(net, CE, X, y, batch_size=0))
+    raw = [r for r in rows if r[1] == "RAW"]
+    results = {r[0] for r in rows if r[1] == "result"}
+    assert not raw, raw
+    assert results == SENSIBLE_RESULTS, results ^ SENSIBLE_RESULTS
+    assert len(rows) >= 160

@@ -48,7 +48,7 @@ def test_bad_inputs():
         perturbation_scores(m, torch.rand(64), 0)
     with pytest.raises(ValueError, match="NaN"):
         perturbation_scores(m, torch.full((1, 1, 8, 8), float("nan")), 0)
-    with pytest.raises(ValueError, match="batched with 4 dims"):
+    with pytest.raises(ValueError, match="must be batched"):
         perturbation_scores(models.SmallCNN(1, 10), torch.rand(1, 8, 8), 0)
     with pytest.raises(ValueError, match="patch"):
         perturbation_scores(m, x, 0, patch=0)

@@ -284,7 +284,7 @@ def check_inputs(model, inputs, name: str = "inputs", *, allow_int: bool = False
 
     Raises TypeError for a non-tensor, an integer tensor (int images would be scored as garbage;
     ``allow_int=True`` for methods that only evaluate the model: then integer inputs pass for a
-    plain callable or a module with an Embedding — token ids) or a dtype different from the
+    plain callable, as bool features, or for a module with an Embedding — token ids) or a dtype different from the
     model's (float64 inputs for a float32 model), and ValueError for an empty batch, NaN/inf or a
     missing batch dimension. Then (``probe=True``) the model is run once on the first sample, in
     eval mode without gradients: a shape it cannot take is reported with the model's own error,
@@ -297,8 +297,8 @@ def check_inputs(model, inputs, name: str = "inputs", *, allow_int: bool = False
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor batch (N, ...), got {type(inputs).__name__}; "
                         f"convert with torch.as_tensor(x, dtype=torch.float32)")
-    if allow_int and not inputs.dtype.is_floating_point and isinstance(model, nn.Module) \
-            and not any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()):
+    if allow_int and not inputs.dtype.is_floating_point and inputs.dtype != torch.bool \
+            and isinstance(model, nn.Module) and not any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()):
         allow_int = False      # integer *images* for a float network would be scored as garbage
     if allow_int and not inputs.dtype.is_floating_point:
         if inputs.is_complex():

@@ -25,7 +25,7 @@ from .._validate import check_int, check_labels, check_real
 from .gradients import flat_params, parameter_names
 
 __all__ = ["TrainingObjective", "hessian_vector_product", "hessian_matrix", "mean_loss",
-           "check_data", "n_outputs"]
+           "check_data", "check_loss", "n_outputs"]
 
 
 def mean_loss(loss_fn, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -67,6 +67,25 @@ def check_data(model: nn.Module, inputs, targets, inputs_name: str, targets_name
         k = n_outputs(model, x)
         check_labels(targets_name, targets, len(x), k if k is not None and k > 1 else None)
     return x, targets.to(x.device)
+
+
+def check_loss(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, labels_name: str = "labels"):
+    """``loss_fn`` evaluated once on the first example (eval mode, no grad): a loss that cannot take
+    the model's outputs and these labels (float labels for a cross-entropy, a wrong shape) is
+    reported now, naming the argument, instead of as a raw error deep inside a solve."""
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (e.g. nn.CrossEntropyLoss()), got {type(loss_fn).__name__}")
+    try:
+        with torch.no_grad(), eval_on(model):
+            val = loss_fn(model(x[:1]), y[:1])
+    except Exception as err:  # noqa: BLE001 — the loss's own message, with the argument to fix
+        kind = "floating" if y.dtype.is_floating_point else "integer"
+        raise ValueError(f"loss_fn cannot take the model's outputs and {labels_name} ({kind} values of shape "
+                         f"{tuple(y.shape)}): {type(err).__name__}: {err}. Class labels for a cross-entropy must "
+                         f"be integers: convert with {labels_name}.long()") from err
+    if not isinstance(val, torch.Tensor) or val.numel() != 1:
+        raise ValueError(f"loss_fn must return the loss of one example as a scalar (or a 1-element tensor with "
+                         f"reduction='none'), got {type(val).__name__} of shape {tuple(getattr(val, 'shape', ()))}")
 
 
 class TrainingObjective:

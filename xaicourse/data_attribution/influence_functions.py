@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 from .._torch import check_inputs, check_model, eval_on, resolve_target
 from .._validate import as_tensor, check_bool, check_choice, check_int, check_real
 from ._base import TrainingDataAttribution, default_loss
-from .curvature import TrainingObjective, check_data, mean_loss
+from .curvature import TrainingObjective, check_data, check_loss, mean_loss
 from .gradients import per_example_grads
 
 __all__ = ["InfluenceFunction", "influence", "inverse_hvp", "leave_one_out", "fit", "SOLVERS", "METHODS"]
@@ -330,6 +330,7 @@ class InfluenceFunction(TrainingDataAttribution):
                               self.batch_size)
         self._train_device = train_inputs.device
         self.n_train = self.obj.n
+        check_loss(model, self.loss_fn, self.obj.x, self.obj.y, "train_labels")
         if tol is not None:
             check_real("tol", tol, min=0.0, min_inclusive=False)
         if max_iter is not None:
@@ -395,6 +396,7 @@ class InfluenceFunction(TrainingDataAttribution):
         if labels is None:
             labels = resolve_target(self.model, x, None)
         _, y = check_data(self.model, x, labels, *_names)
+        check_loss(self.model, self.loss_fn, x, y, _names[1])
         return per_example_grads(self.model, self.loss_fn, x, y, layers=self.params, batch_size=self._grad_batch())
 
     # -- scores
@@ -536,6 +538,7 @@ def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor, *
     1e-5 in float32) or after max_iter iterations. Returns {"grad_max", "objective", "iterations"}.
     """
     x, y = check_data(model, inputs, labels, "inputs", "labels")
+    check_loss(model, loss_fn, x, y, "labels")
     obj = TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2)
     if tol is None:
         tol = 1e-9 if obj.theta.dtype == torch.float64 else 1e-5
@@ -587,6 +590,8 @@ def leave_one_out(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_l
     """
     x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
     xt, yt = check_data(model, test_inputs, test_labels, "test_inputs", "test_labels")
+    check_loss(model, loss_fn, x, y, "train_labels")
+    check_loss(model, loss_fn, xt, yt, "test_labels")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float64) or None, got {dtype!r}")
     m = copy.deepcopy(model)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from .._torch import check_inputs, check_model, eval_on, resolve_layer, resolve_target
 from .._validate import check_bool, check_int, check_real
 from ._base import TrainingDataAttribution, default_loss
-from .curvature import check_data
+from .curvature import check_data, check_loss
 from .gradients import parameter_names, per_example_grads
 
 __all__ = ["TracInCP", "GradDot", "GradCos", "tracin_cp", "self_influence", "grad_dot", "grad_cos",
@@ -278,6 +278,7 @@ class TracInCP(TrainingDataAttribution):
         self.checkpoints = as_checkpoints(checkpoints, learning_rates)
         self.x, self.y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
         self._train_device = train_inputs.device
+        check_loss(model, self.loss_fn, self.x, self.y, "train_labels")
         self.n_train = len(self.x)
         self.params = params
         self._layers, self._cols = _resolve(model, params)
@@ -324,7 +325,9 @@ class TracInCP(TrainingDataAttribution):
         x = check_inputs(self.model, inputs, names[0])
         if labels is None:
             labels = resolve_target(self.model, x, None)
-        return check_data(self.model, x, labels, *names)
+        x, y = check_data(self.model, x, labels, *names)
+        check_loss(self.model, self.loss_fn, x, y, names[1])
+        return x, y
 
     # -- scores
     def attribute(self, inputs, labels) -> torch.Tensor:
