@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("XAICOURSE_CACHE", str(ROOT / "build" / "test-cache"))
 
-from xaicourse import attribution as A, data, metrics as M, models  # noqa: E402
+from xaicourse import attribution as A, data, evaluation as M, models  # noqa: E402
 from xaicourse.attribution.shapley import patch_mask  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -45,7 +45,7 @@ def table_methods(quick=False):
         "guided backprop": ("guided_backprop", {}),
         "Grad-CAM": ("grad_cam", dict(layer="relu3")),
         "occlusion 4×4": ("occlusion", dict(window=4, stride=4)),
-        "LIME (grid 4)": ("lime", dict(num_samples=100 if quick else 200, segmentation="grid", cell=4)),
+        "LIME (grid 4)": ("lime", dict(n_samples=100 if quick else 200, segmentation="grid", cell=4)),
         "integrated gradients": ("integrated_gradients", dict(n_steps=16 if quick else 32)),
         "DeepLIFT": ("deeplift", {}),
         "LRP-ε": ("lrp", {}),
@@ -64,7 +64,7 @@ def clever_hans(n_eval, quick):
     for name, (method, opts) in table_methods(quick).items():
         if name.startswith("Shapley") or name.startswith("LIME"):
             continue      # slow; lecture 03 showed them
-        a = M._attribute(method, hans, x, t, dict(opts))
+        a = M.explain(method, hans, x, t, **opts)
         share = M.mass_on_mask(a, cued.cue_masks).numpy()
         out[name] = (share.mean(), share.std(ddof=1) / np.sqrt(len(share)))
     area = cued.cue_masks.flatten(1).float().mean(1).mean().item()
@@ -81,7 +81,7 @@ def instability(model, x, t, quick):
     n_steps = 60 if quick else 120
     lams = [(0.02, 0.1), (0.05, 0.2), (0.2, 0.2), (0.05, 1.0)]
     by_lam = [region(A.meaningful_perturbation(model, x, t, l1=l1, tv=tv, n_steps=n_steps)) for l1, tv in lams]
-    by_seed = [region(A.meaningful_perturbation(model, x, t, baseline="noise", seed=s, n_steps=n_steps))
+    by_seed = [region(A.meaningful_perturbation(model, x, t, baselines="noise", seed=s, n_steps=n_steps))
                for s in range(3)]
 
     def pair_iou(regs):
@@ -102,13 +102,13 @@ def quantus_side_by_side(model, x, t, masks, a):
     rows = []
     q = np.nanmean(quantus.PointingGame(disable_warnings=True)(model=model, x_batch=xs, y_batch=ys, a_batch=an,
                                                                s_batch=sn, device="cpu"))
-    rows.append(("pointing game (IG, signed)", M.pointing_game(a1, masks).mean().item(), q))
+    rows.append(("pointing game (IG, signed)", M.pointing_game(a1, masks, absolute=False).mean().item(), q))
     q = np.mean(quantus.RelevanceMassAccuracy(abs=True, normalise=False, disable_warnings=True)(
         model=model, x_batch=xs, y_batch=ys, a_batch=an, s_batch=sn, device="cpu"))
     rows.append(("relevance mass on object (IG)", M.mass_on_mask(a1, masks).mean().item(), q))
     q = np.asarray(quantus.PixelFlipping(features_in_step=64, perturb_baseline=0.0, disable_warnings=True)(
         model=model, x_batch=xs, y_batch=ys, a_batch=a1.expand_as(x).numpy().copy(), device="cpu", softmax=True))
-    fr, s = M.deletion_curve(model, x, t, a1, steps=16)
+    fr, s = M.deletion_curve(model, x, t, a1, n_steps=16, baselines=0.0)   # Quantus: perturb_baseline=0.0
     # Quantus: 48 steps of 64 entries = 64/3 pixels; every 3rd step ends on a whole number of pixels (64·j)
     ours = s[:, 1:].numpy()
     qq = q[:, 2::3]

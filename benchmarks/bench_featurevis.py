@@ -27,7 +27,7 @@ def main():
         st = fv.course_settings(name, device=dev)
         classes = list(range(split.n_classes))
         print(f"\n== {name} CNN: {split.n_classes} classes, input {split.image_shape}, "
-              f"settings p={st['p']} radius={st['radius']} center={st['center']} steps={st['steps']} "
+              f"settings p={st['p']} radius={st['radius']} center={st['center']} n_steps={st['n_steps']} "
               f"lr={st['lr']} recommended tv_weight={st['tv_weight']}")
         plain = fv.activation_maximization(model, classes, split.image_shape, **{**st, "tv_weight": 0.0})
         reg = fv.activation_maximization(model, classes, split.image_shape, **st)
@@ -53,8 +53,8 @@ def main():
 
         t_batch, _ = best_of(lambda: fv.activation_maximization(model, classes, split.image_shape, **st))
         t_loop, _ = best_of(lambda: [fv.activation_maximization(model, c, split.image_shape, **st) for c in classes],
-                          repeat=1)
-        print(f"time for one {len(classes)}-class grid ({st['steps']} steps, CPU): batched {t_batch:.3f} s, "
+                          repeats=1)
+        print(f"time for one {len(classes)}-class grid ({st['n_steps']} steps, CPU): batched {t_batch:.3f} s, "
               f"one class at a time {t_loop:.3f} s, ratio {t_loop / t_batch:.1f}x")
 
 

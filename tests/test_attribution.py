@@ -143,7 +143,7 @@ def test_lime_surrogate_matches_lime_package_on_same_samples(shapes_cnn, num_fea
     model, split = shapes_cnn
     x, t = split.X_test[1], int(split.y_test[1])
     seg = L.segment_image(x, "slic", n_segments=40)
-    e = L.lime_explain(model, x[None], t, segments=seg, num_samples=400, num_features=num_features,
+    e = L.lime_explain(model, x[None], t, segments=seg, n_samples=400, num_features=num_features,
                        kernel_width=0.3, seed=3)[0]
     base = lime_base.LimeBase(lambda d: np.sqrt(np.exp(-(d ** 2) / 0.3 ** 2)), random_state=0)
     labels = np.zeros((len(e.predictions), 4))
@@ -175,7 +175,7 @@ def test_lime_samples_kernel_and_end_to_end_match_lime_image(shapes_cnn):
 
     fudged = L.fill_image(x, seg).numpy().transpose(1, 2, 0).astype(np.float64)
     data, labels = lime_image.LimeImageExplainer(random_state=5).data_labels(img, fudged, seg, clf, 300)
-    e = L.lime_explain(model, x[None], t, segments=seg, num_samples=300, seed=5, output="logit")[0]
+    e = L.lime_explain(model, x[None], t, segments=seg, n_samples=300, seed=5, output="logit")[0]
     assert (data == e.samples).all()
     assert np.abs(labels[:, t] - e.predictions).max() < 1e-4
     d = pairwise_distances(data, data[:1], metric="cosine").ravel()
@@ -206,14 +206,14 @@ def test_lime_on_linear_model_is_exact():
     lin = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
     x = torch.rand(1, 1, 8, 8)
     e = L.lime_explain(lin, x, 1, segmentation="grid", cell=2, hide=0.0, output="logit", alpha=1e-8,
-                       num_samples=300, seed=0)[0]
+                       n_samples=300, seed=0)[0]
     c = (lin[1].weight[1].reshape(8, 8) * x[0, 0]).detach().numpy()
     expected = np.array([c[e.segments == k].sum() for k in range(16)])
     assert np.abs(e.coefficients - expected).max() < 1e-4
     assert e.score > 1 - 1e-8
     # tabular mode with a small radius recovers the gradient direction (here: the weights)
     et = L.lime_explain(lin, x.reshape(1, 64), 1, mode="tabular", sample_scale=0.01, output="logit",
-                        num_samples=500, alpha=1e-6)[0]
+                        n_samples=500, alpha=1e-6)[0]
     g = lin[1].weight[1].detach().numpy()
     cos = et.coefficients @ g / np.linalg.norm(et.coefficients) / np.linalg.norm(g)
     assert cos > 0.9999
@@ -223,18 +223,18 @@ def test_lime_stability_and_topk_agreement(shapes_cnn):
     model, split = shapes_cnn
     assert L.topk_agreement([[1, 2, 3], [3, 2, 1]]) == 1.0
     assert L.topk_agreement([[1, 2], [3, 4], [1, 3]]) == pytest.approx((0 + 0.5 + 0.5) / 3)
-    same, _ = L.lime_stability(model, split.X_test[0], 0, seeds=[4, 4], num_samples=50, n_segments=20)
+    same, _ = L.lime_stability(model, split.X_test[0], 0, seeds=[4, 4], n_samples=50, n_segments=20)
     assert same == 1.0
-    few, _ = L.lime_stability(model, split.X_test[0], 0, seeds=range(4), num_samples=20, n_segments=40)
+    few, _ = L.lime_stability(model, split.X_test[0], 0, seeds=range(4), n_samples=20, n_segments=40)
     assert few < 1.0  # 20 samples for ~30 superpixels: the top-5 changes with the seed
 
 
 def test_lime_attribution_paints_segments(shapes_cnn):
     model, split = shapes_cnn
     x = split.X_test[:2]
-    m = A.lime_attribution(model, x, [0, 1], num_samples=60, segmentation="grid", cell=8)
+    m = A.lime_attribution(model, x, [0, 1], n_samples=60, segmentation="grid", cell=8)
     assert m.shape == x.shape
-    e = A.lime_explain(model, x[1:], 1, num_samples=60, segmentation="grid", cell=8)[0]
+    e = A.lime_explain(model, x[1:], 1, n_samples=60, segmentation="grid", cell=8)[0]
     assert torch.allclose(m[1, 0], torch.as_tensor(e.coefficients[e.segments], dtype=torch.float32))
 
 
@@ -260,7 +260,7 @@ def test_errors(shapes_cnn):
     with pytest.raises(ValueError, match="kernel_width"):
         L.kernel_weights(np.ones(3), -1.0)
     with pytest.raises(ValueError, match="target out of range"):
-        A.lime_explain(model, x, -1, num_samples=10)
+        A.lime_explain(model, x, -1, n_samples=10)
     with pytest.raises(ValueError, match="stride"):
         A.occlusion(model, x, 0, window=2, stride=3)
     with pytest.raises(ValueError, match="sigma"):
@@ -283,7 +283,7 @@ def test_attribute_dispatcher_and_lime_panel(shapes_cnn):
     from xaicourse.attribution.shapley import patch_mask
 
     opts = {"smoothgrad": dict(n_samples=3), "occlusion": dict(window=8, stride=8),
-            "lime": dict(num_samples=40, segmentation="grid", cell=8),
+            "lime": dict(n_samples=40, segmentation="grid", cell=8),
             "integrated_gradients": dict(n_steps=8), "shapley_sampling": dict(n_samples=2),
             "shapley_exact": dict(feature_mask=patch_mask(32, 32, 16))}
     for m in A.METHODS:
@@ -295,6 +295,51 @@ def test_attribute_dispatcher_and_lime_panel(shapes_cnn):
     seg = L.segment_image(x[0], "grid", cell=8)
     panel = widgets.lime_panel(model, x[0], int(t[0]), segments=seg, n_seeds=3, output="logit")
     panel.samples.value = 60
-    expect, _ = L.lime_stability(model, x[0], int(t[0]), seeds=range(3), k=5, num_samples=60,
+    expect, _ = L.lime_stability(model, x[0], int(t[0]), seeds=range(3), k=5, n_samples=60,
                                  kernel_width=panel.kernel_width.value, segments=seg, output="logit")
     assert panel.meter.value == pytest.approx(expect)
+
+
+# ------------------------------------------------------------------ the foundation primitives (issue #25)
+def test_target_rule_baselines_and_the_gradient_primitive():
+    from xaicourse import maps
+    from xaicourse._torch import resolve_baselines, resolve_target, target_gradient
+
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    x = torch.rand(4, 6)
+    # an extra leading dimension on a Linear-first model no longer slips through
+    with pytest.raises(ValueError, match="extra or missing dimension"):
+        A.gradient(mlp, x[None], 0)
+    # target=None is the predicted class, everywhere
+    pred = mlp(x).argmax(1)
+    assert torch.equal(resolve_target(mlp, x, None), pred)
+    for name in ("gradient", "integrated_gradients", "deeplift", "lrp", "occlusion", "shapley_sampling"):
+        opts = {"occlusion": dict(window=1)}.get(name, {})
+        assert torch.equal(A.METHODS[name](mlp, x, None, **opts), A.METHODS[name](mlp, x, pred, **opts)), name
+    assert resolve_target(nn.Linear(6, 1), x, None).tolist() == [0, 0, 0, 0]     # one output column → 0
+    # the gradient primitive: by hand, and at a layer
+    xg = x.clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad(mlp(xg)[torch.arange(4), pred].sum(), xg)
+    assert torch.equal(target_gradient(mlp, x, None), ref)
+    h = mlp[1](mlp[0](x)).detach().requires_grad_(True)
+    (ref_h,) = torch.autograd.grad(mlp[2](h)[:, 2].sum(), h)
+    assert torch.allclose(target_gradient(mlp, x, 2, layer="1"), ref_h)
+    # one baselines spec
+    imgs = torch.rand(2, 3, 8, 8)
+    assert torch.equal(resolve_baselines(imgs, "blur", sigma=1.5), maps.gaussian_blur(imgs, 1.5))
+    assert torch.equal(resolve_baselines(imgs, "noise", seed=3), A.uniform_noise_baseline(imgs, seed=3))
+    assert torch.equal(resolve_baselines(imgs, "mean"), imgs.mean((2, 3), keepdim=True).expand_as(imgs))
+    assert torch.equal(resolve_baselines(imgs, 0.5), torch.full_like(imgs, 0.5))
+    assert torch.equal(resolve_baselines(imgs, torch.ones(3, 1, 1)), torch.ones_like(imgs))
+    with pytest.raises(ValueError, match="baselines must be one of"):
+        resolve_baselines(imgs, "black")
+    # deprecated names still work, with a warning
+    with pytest.warns(DeprecationWarning, match="baselines"):
+        old = A.occlusion(mlp, x, 1, window=2, stride=2, baseline=0.5)
+    assert torch.equal(old, A.occlusion(mlp, x, 1, window=2, stride=2, baselines=0.5))
+    with pytest.warns(DeprecationWarning, match="absolute"):
+        assert torch.equal(A.saliency(mlp, x, 1, abs=False), A.saliency(mlp, x, 1, absolute=False))
+    with pytest.warns(DeprecationWarning, match="layer"):
+        old = A.internal_influence(mlp, x, 1, "1", n_steps=4)
+    assert torch.equal(old, A.internal_influence(mlp, x, 1, layer="1", n_steps=4))

@@ -1,10 +1,10 @@
-"""metrics.check_axioms (lecture 04): the measured table is the literature's table, and each
+"""evaluation.check_axioms (lecture 04): the measured table is the literature's table, and each
 constructed network does what its docstring says."""
 import pytest
 import torch
 
 from xaicourse import attribution as A
-from xaicourse.metrics import AXIOMS, EXPECTED, axioms_table, check_axioms, format_axioms_table, toy_networks
+from xaicourse.evaluation import AXIOMS, EXPECTED, axioms_table, check_axioms, format_axioms_table, toy_networks
 
 
 def test_axioms_table_is_the_literatures():

@@ -423,3 +423,64 @@ def test_sanity_checks_and_benchmark_validate_their_arguments():
         M.deletion_curve(model, x, 0, x, output="probability", baselines=0.0)
     with pytest.raises(ValueError, match="NaN"):
         M.deletion_curve(model, x, 0, x * float("nan"), baselines=0.0)
+
+
+# ------------------------------------------------------------------ the bad-input probe's findings (issue #25)
+def test_probe_findings_bounds_and_shapes_are_refused_with_the_argument_named():
+    """The raw / silent results of the probe for evaluation/: each is now a ValueError / TypeError
+    that names the argument, and the boundary values just inside are still accepted."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[:, 2, 2] = True
+    a = torch.zeros(2, 8, 8)
+    a[:, 7, 7] = 1.0                                        # max 5 px from the object in each direction
+    assert M.pointing_game(a, masks, tolerance=8).tolist() == [1.0, 1.0]    # max(H, W) is the largest tolerance
+    assert M.pointing_game(a, masks, tolerance=4).tolist() == [0.0, 0.0]
+    assert M.pointing_game(a, masks, tolerance=5).tolist() == [1.0, 1.0]
+    for bad in (9, 10 ** 12):
+        with pytest.raises(ValueError, match=r"tolerance must be ≤ 8"):
+            M.pointing_game(a, masks, tolerance=bad)
+    # input_reduction: 1 ≤ step ≤ D (here D = 11 features); step = D checks only "nothing" and "everything"
+    w = torch.tensor([[5.0] + [1.0] * 9 + [-2.0]], dtype=torch.float64)
+    model, x = Linear2(w, b=-4.5), torch.ones(1, 11, dtype=torch.float64)
+    assert M.input_reduction(model, x, 0, w * x, baselines=0.0, step=11)["remaining"].tolist() == [11]
+    for bad in (12, 10 ** 12):
+        with pytest.raises(ValueError, match=r"step must be ≤ 11"):
+            M.input_reduction(model, x, 0, w * x, baselines=0.0, step=bad)
+    # fill_baseline (deprecated, no model to run): (N, D) or (N, C, H, W) only; a list gives the tensor's numbers
+    xi = torch.rand(2, 1, 8, 8)
+    with pytest.warns(DeprecationWarning):
+        for bad in (xi[0], xi[None]):
+            with pytest.raises(ValueError, match="inputs must have 2 or 4 dimensions"):
+                M.fill_baseline(bad, "noise")
+        assert torch.equal(M.fill_baseline(xi.tolist(), "noise", seed=3), M.fill_baseline(xi, "noise", seed=3))
+    # cascading_randomization: layers must be a list of names
+    with pytest.raises(TypeError, match="layers must be a list of layer names"):
+        M.cascading_randomization(model, x, 0, "gradient", layers=3)
+
+
+def test_label_randomization_names_train_inputs_and_train_labels():
+    """Its errors name its own arguments (train_inputs / train_labels), not models.train's X / y,
+    and a misspelt train_options key is refused before anything is trained."""
+    model = models.SmallCNN(1, 3, width=4)
+    xtr, ytr = torch.rand(8, 1, 8, 8), torch.arange(8) % 3
+    x = torch.rand(2, 1, 8, 8)
+    opts = dict(epochs=1, cache=False, progress=False)
+    cases = [
+        (dict(train_inputs=xtr[0]), ValueError, "train_inputs and train_labels must be of equal length"),
+        (dict(train_inputs=xtr[None]), ValueError, "train_inputs and train_labels must be of equal length"),
+        (dict(train_inputs=xtr[:0]), ValueError, "train_inputs is empty"),
+        (dict(train_inputs=xtr * float("nan")), ValueError, "train_inputs contains NaN"),
+        (dict(train_inputs=xtr.double()), TypeError, "train_inputs has dtype torch.float64"),
+        (dict(train_inputs=xtr.numpy()), TypeError, "train_inputs must be a torch.Tensor"),
+        (dict(train_labels=ytr[:-1]), ValueError, "train_inputs and train_labels must be of equal length"),
+        (dict(train_labels=torch.where(torch.arange(8) == 0, 3, ytr)), ValueError, r"train_labels must lie in \[0, 3\)"),
+        (dict(train_labels=ytr.float()), TypeError, "train_labels must hold integer class labels"),
+        (dict(train_labels=ytr[:, None]), ValueError, r"train_labels must have shape \(8,\)"),
+        (dict(train_options={"epochz": 1}), TypeError, "train_options: models.train has no option 'epochz'"),
+    ]
+    for override, exc, match in cases:
+        kw = dict(train_inputs=xtr, train_labels=ytr, train_options=opts) | override
+        with pytest.raises(exc, match=match):
+            M.label_randomization(model, inputs=x, target=0, method="gradient", **kw)
+    r = M.label_randomization(model, xtr, ytr, x, 0, "gradient", train_options=opts)
+    assert r["rho"].shape == (2,) and torch.isfinite(r["rho"]).all()

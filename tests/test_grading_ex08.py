@@ -1,5 +1,5 @@
 """Exercise 08 graded for real (the suite's one shared ``xaicourse grade`` run): honest variants earn
-full points; the library routes (the package's metrics, Quantus) and the generic attack families
+full points; the library routes (the package's metrics and evaluation, Quantus) and the generic attack families
 (tests/attacks.py) earn 0 on their task or are flagged. alice (solution) and bob (untouched) are
 test_course's students."""
 from pathlib import Path
@@ -120,6 +120,26 @@ LIBRARY = {  # reference libraries by routes a list of forbidden functions would
             "    idx = torch.as_tensor(a).flatten(1).argmax(1)\n"
             "    W = a.shape[-1]\n"
             "    return torch.tensor([float(h) for h in hits]), torch.stack([idx // W, idx % W], 1)\n")},
+    # the package's evaluation package (what xaicourse.metrics became, issue #25) under its new names:
+    # deletion_curve with n_steps= and baselines=, and curve_auc; the predicted classes by hand
+    "e08_lib_evaluation": {
+        "deletion_answer": (
+            "from xaicourse.evaluation import curve_auc, deletion_curve\n"
+            "def deletion_scores(model, x, target, attribution, steps=16, fill_value=0.5):\n"
+            "    probs = deletion_curve(model, x[None], int(target), attribution[None], n_steps=steps,\n"
+            "                           baselines=fill_value)[1][0]\n"
+            "    order = torch.sort(-attribution.sum(0).flatten(), stable=True).indices\n"
+            "    D = order.numel()\n"
+            "    preds = []\n"
+            "    for j in range(steps + 1):\n"
+            "        xj = x.clone().reshape(x.shape[0], -1)\n"
+            "        xj[:, order[:round(j * D / steps)]] = fill_value\n"
+            "        with torch.no_grad():\n"
+            "            preds.append(model(xj.reshape(1, *x.shape)).argmax())\n"
+            "    return probs, torch.stack(preds)\n"
+            "def deletion_auc(scores, D, steps):\n"
+            "    fr = torch.tensor([round(j * D / steps) / D for j in range(steps + 1)], dtype=torch.float64)\n"
+            "    return float(curve_auc(fr, torch.as_tensor(scores, dtype=torch.float64)[None])[0])\n")},
     # the package's metrics module reached through importlib and a string
     "e08_lib_importlib": {
         "deletion_answer": (

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -139,3 +140,81 @@ def test_course_model_validates_its_arguments():
         models.course_model("digits", progress="no")
     with pytest.raises(TypeError, match="seed"):
         models.course_model("digits", seed=1.5)
+
+
+# ------------------------------------------------------------------ the bad-input probe's findings (issue #25)
+def _bn_mlp():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(),
+                               torch.nn.Linear(8, 3)).train()
+
+
+ACCURACY_BAD = [
+    ("NaN in X", dict(X=lambda X: torch.where(torch.arange(16) == 0, float("nan"), X)), ValueError, "X contains NaN"),
+    ("inf in X", dict(X=lambda X: X + float("inf")), ValueError, "X contains NaN or inf"),
+    ("X without a batch dim", dict(X=lambda X: X[0]), ValueError, "X and y must be of equal length"),
+    ("X with an extra leading dim", dict(X=lambda X: X[None]), ValueError, "X and y must be of equal length"),
+    ("empty X", dict(X=lambda X: X[:0]), ValueError, "X is empty"),
+    ("int X", dict(X=lambda X: (X * 255).long()), TypeError, "X must be a floating-point tensor"),
+    ("float64 X", dict(X=lambda X: X.double()), TypeError, "X has dtype torch.float64"),
+    ("numpy X", dict(X=lambda X: X.numpy()), TypeError, "X and y must be torch tensors"),
+    ("X=None", dict(X=lambda X: None), TypeError, "X and y must be torch tensors"),
+    ("wrong-size X", dict(X=lambda X: X[:, :5]), ValueError, "the model cannot take X"),
+    ("labels out of range", dict(y=lambda y: torch.where(torch.arange(8) == 0, 3, y)), ValueError,
+     r"y must lie in \[0, 3\)"),
+    ("negative labels", dict(y=lambda y: torch.where(torch.arange(8) == 0, -1, y)), ValueError, "y must lie in"),
+    ("float labels", dict(y=lambda y: y.float() + 0.5), TypeError, "y must hold integer class labels"),
+    ("labels of shape (N, 1)", dict(y=lambda y: y[:, None]), ValueError, r"y must have shape \(8,\)"),
+    ("too few labels", dict(y=lambda y: y[:-1]), ValueError, "X and y must be of equal length"),
+    ("batch_size=0", dict(batch_size=0), ValueError, "batch_size must be positive"),
+    ("batch_size=-1", dict(batch_size=-1), ValueError, "batch_size must be positive"),
+    ("batch_size=2.5", dict(batch_size=2.5), TypeError, "batch_size must be an int"),
+    ("batch_size=True", dict(batch_size=True), TypeError, "batch_size must be an int"),
+    ("batch_size=None", dict(batch_size=None), TypeError, "batch_size must be an int"),
+    ("model a string", dict(model="model"), TypeError, "model must be a torch.nn.Module"),
+]
+
+
+@pytest.mark.parametrize("case", ACCURACY_BAD, ids=[c[0] for c in ACCURACY_BAD])
+def test_accuracy_bad_input(case):
+    _, override, exc, match = case
+    X, y = torch.rand(8, 16, generator=torch.Generator().manual_seed(1)), torch.arange(8) % 3
+    kw = dict(model=_bn_mlp(), X=X, y=y, batch_size=4)
+    for k, v in override.items():
+        kw[k] = v(kw[k]) if callable(v) else v
+    with pytest.raises(exc, match=match):
+        models.accuracy(kw.pop("model"), kw.pop("X"), kw.pop("y"), **kw)
+
+
+def test_accuracy_is_the_eval_mode_hit_rate_and_leaves_a_batchnorm_model_as_found():
+    m = _bn_mlp()
+    X = torch.rand(8, 16, generator=torch.Generator().manual_seed(1))
+    m(torch.rand(32, 16))                                   # running statistics ≠ the fresh ones
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    with torch.no_grad():
+        pred = m.eval()(X).argmax(1)
+    m.train()
+    y = pred.clone()
+    y[:3] = (y[:3] + 1) % 3                                  # exactly 3 of 8 wrong
+    assert models.accuracy(m, X, y, batch_size=3) == 5 / 8
+    assert models.accuracy(m, X, y, batch_size=np.int64(8)) == 5 / 8           # a numpy int batch size
+    with pytest.raises(TypeError, match=r"convert y with torch.as_tensor\(y\)"):   # as train: tensors only
+        models.accuracy(m, X, y.tolist())
+    assert m.training and all(mod.training for mod in m.modules())
+    assert all(torch.equal(state[k], v) for k, v in m.state_dict().items())
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(cache="yes"), TypeError, "cache must be True or False"),
+    (dict(cache=2), TypeError, "cache must be True or False"),
+    (dict(progress="no"), TypeError, "progress must be True or False"),
+    (dict(progress=2), TypeError, "progress must be True or False"),
+    (dict(reinit=1), TypeError, "reinit must be True or False"),
+    (dict(seed=-1), ValueError, "seed must be ≥ 0"),
+    (dict(tag=3), TypeError, "tag must be a string"),
+])
+def test_train_refuses_non_bool_flags_and_negative_seeds(tmp_cache, kw, exc, match):
+    X, y = torch.rand(8, 16), torch.arange(8) % 3
+    with pytest.raises(exc, match=match):
+        models.train(models.MLP(16, 3), X, y, epochs=1, **({"progress": False} | kw))
+    assert not any(tmp_cache.iterdir()), "a refused call must not write the cache"

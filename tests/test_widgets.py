@@ -217,13 +217,13 @@ def test_lime_panel_matches_lime_explain_and_stability(digits):
     panel.controls["kernel_width"].value = 0.5
     kw = panel.controls["kernel_width"].value
     seg = L.segment_image(x, "grid", cell=2)
-    e = L.lime_explain(base, x[None], t, seed=0, num_samples=60, kernel_width=kw, segments=seg, output="logit")[0]
+    e = L.lime_explain(base, x[None], t, seed=0, n_samples=60, kernel_width=kw, segments=seg, output="logit")[0]
     s = panel.state
     assert s.num_samples == 60 and s.kernel_width == kw
     assert np.allclose(s.explanation.coefficients, e.coefficients, atol=1e-9)
     assert np.allclose(s.explanation.weights, e.weights)
     assert s.effective_samples == pytest.approx(e.weights.sum() ** 2 / (e.weights ** 2).sum())
-    agree, tops = L.lime_stability(base, x, t, seeds=range(3), k=4, num_samples=60, kernel_width=kw,
+    agree, tops = L.lime_stability(base, x, t, seeds=range(3), k=4, n_samples=60, kernel_width=kw,
                                    segments=seg, output="logit")
     assert s.agreement == pytest.approx(agree) and panel.meter.value == pytest.approx(agree)
     assert all(np.array_equal(a, b) for a, b in zip(s.tops, tops))

@@ -370,6 +370,8 @@ def resolve_target(model, inputs: torch.Tensor, target, *, outputs: torch.Tensor
     column: class 0). Out-of-range classes and floats are refused. ``outputs`` (N, K): scores
     already computed for ``inputs`` (saves the forward pass).
     """
+    if outputs is None:
+        inputs = check_inputs(model, inputs, allow_int=True)   # a public entry point: checked like a method
     n = len(inputs)
     if outputs is None:
         with maybe_eval(model), torch.no_grad():
@@ -495,8 +497,11 @@ def resolve_baselines(inputs: torch.Tensor, baselines, *, sigma: float = 2.0, se
     sample's mean per channel for images, each sample's mean for other inputs).
     Same dtype and device as ``inputs``; integer inputs take integral baselines only.
     """
-    x = inputs
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor batch (N, ...), got {type(inputs).__name__}")
+    x = as_tensor("inputs", inputs, min_ndim=2, floating=False)
     integer = not x.dtype.is_floating_point
+    seed = check_int("seed", seed, min=0)
     if baselines is None:
         baselines = "zero"
     if isinstance(baselines, str):

@@ -46,14 +46,12 @@ Public API (the package's vocabulary: ``inputs``, ``target`` with None = the pre
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 import torch
-
-import warnings
-
 from torch import nn
 
 from ._torch import (check_inputs, check_model, eval_on, layer_activations as _layer_activations, layer_keyword,
@@ -298,6 +296,8 @@ def tcav(model, inputs, target=None, *, layer, concepts: dict, random_sets, n_ra
     progress = check_bool("progress", progress)
     if not isinstance(concepts, dict) or not concepts:
         raise TypeError("concepts must be a non-empty dict {name: inputs, or a function adding the concept}")
+    if not isinstance(random_sets, (list, tuple)):
+        raise TypeError(f"random_sets must be a list of batches of inputs, got {type(random_sets).__name__}")
     random_sets = list(random_sets)
     if random_concepts is None:
         if len(random_sets) < n_random + 1:
@@ -425,8 +425,12 @@ def linear_probe(model, inputs, labels, *, layer, seed: int = 0, C: float = 1.0,
     from ._validate import check_labels
 
     y = check_labels("labels", labels, len(x)).cpu().numpy()
-    if len(np.unique(y)) < 2:
+    vals, counts = np.unique(y, return_counts=True)
+    if len(vals) < 2:
         raise ValueError("labels must contain at least two classes")
+    if counts.min() < 2:
+        raise ValueError(f"labels: every class needs at least 2 examples for a stratified split, class "
+                         f"{int(vals[counts.argmin()])} has {int(counts.min())}")
     seed = check_int("seed", seed, min=0)
     test_fraction = check_real("test_fraction", test_fraction, min=0.0, max=1.0, min_inclusive=False,
                                max_inclusive=False)

@@ -48,6 +48,7 @@ from torch import nn
 from ._torch import check_inputs, check_model, eval_on, resolve_target, scores
 from ._validate import check_choice, check_int, check_real
 from .constraints import ascent_step, project_lp
+from .maps import rank_correlation  # the one Spearman ρ (constant maps: 1 if both, else 0)
 
 __all__ = ["ATTACK_METHODS", "ATTACK_KINDS", "AttackResult", "attribution_map", "smooth_surrogate", "random_sign",
            "topk_intersection", "rank_correlation", "center_of_mass", "attack_attribution"]
@@ -135,9 +136,11 @@ def smooth_surrogate(model: nn.Module, beta: float = 10.0) -> nn.Module:
 
 # ------------------------------------------------------------------ measures of change
 def _maps_pair(a, b):
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    from ._validate import as_tensor
+
+    a, b = as_tensor("a", a, floating=False), as_tensor("b", b, floating=False)
     if a.shape != b.shape:
-        raise ValueError(f"the two maps must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.dim() < 2:
         raise ValueError(f"maps must be batched (N, ...), got shape {tuple(a.shape)}")
     return a.detach().flatten(1).double(), b.detach().flatten(1).double()
@@ -156,33 +159,11 @@ def topk_intersection(a, b, k: int) -> torch.Tensor:
     return hit.double().sum(1) / k
 
 
-def _ranks(a: torch.Tensor) -> torch.Tensor:
-    """Average ranks (1-based, ties averaged, like scipy.stats.rankdata) along dim 1."""
-    out = torch.empty_like(a)
-    for n in range(len(a)):
-        v, order = torch.sort(a[n])
-        _, inv, counts = torch.unique_consecutive(v, return_inverse=True, return_counts=True)
-        ends = counts.cumsum(0).double()
-        avg = ends - (counts.double() - 1) / 2
-        out[n, order] = avg[inv]
-    return out
-
-
-def rank_correlation(a, b) -> torch.Tensor:
-    """Spearman's ρ between a_n and b_n for each sample: the Pearson correlation of their average
-    ranks. (N, ...) × (N, ...) → (N,) float64. A constant map has no ranking: ρ is then set to 1
-    if both maps are constant, else 0 (scipy would return NaN)."""
-    a, b = _maps_pair(a, b)
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    na, nb = ra.norm(dim=1), rb.norm(dim=1)
-    rho = (ra * rb).sum(1) / (na * nb).clamp_min(1e-300)
-    return torch.where((na == 0) | (nb == 0), ((na == 0) & (nb == 0)).double(), rho)
-
-
 def center_of_mass(maps) -> torch.Tensor:
     """Centre of mass (row, col) of each non-negative map (N, H, W) → (N, 2), in pixels."""
-    m = torch.as_tensor(maps)
+    from ._validate import as_tensor
+
+    m = as_tensor("maps", maps)
     if m.dim() != 3:
         raise ValueError(f"maps must be (N, H, W), got shape {tuple(m.shape)}")
     H, W = m.shape[1:]
@@ -196,10 +177,13 @@ def random_sign(x: torch.Tensor, eps: float, seed: int = 0, clamp=(0.0, 1.0)) ->
     """x + ε·sign(z), z = ``torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))``
     (drawn on the CPU, so every device gives the same δ), then clipped to ``clamp`` (None: no
     clipping). x: (N, ...) → same shape; ‖result − x‖∞ ≤ ε."""
+    from ._validate import as_tensor
+
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    x = as_tensor("x", x, min_ndim=1)
     eps = _check_eps(eps)
-    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(check_int("seed", seed)), dtype=x.dtype)
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(check_int("seed", seed, min=0)), dtype=x.dtype)
     out = x.detach() + eps * z.sign().to(x.device)
     return out if clamp is None else out.clamp(*clamp)
 
@@ -275,7 +259,7 @@ def attack_attribution(model, attribution_fn, x, target=None, kind: str = "topk"
     check_choice("kind", kind, ATTACK_KINDS)
     eps = _check_eps(eps)
     steps = check_int("steps", steps, min=1)
-    seed = check_int("seed", seed)
+    seed = check_int("seed", seed, min=0)
     N, _, H, W = x.shape
     k = check_int("k", k, min=1, max=H * W)
     step_size = 2.5 * eps / steps if step_size is None else check_real("step_size", step_size, min=0.0,

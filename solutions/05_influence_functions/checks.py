@@ -27,7 +27,8 @@ _DA = "xaicourse.data_attribution"
 # the package's influence / Hessian machinery (per_example_grads and fit stay allowed: the task uses them)
 _PACKAGE = [f"{_DA}.{name}" for name in ("influence", "influence_functions", "inverse_hvp", "curvature",
                                            "TrainingObjective", "hessian_vector_product", "hessian_matrix",
-                                           "leave_one_out", "InfluenceFunction", "METHODS")]
+                                           "leave_one_out", "InfluenceFunction", "METHODS", "solvers",
+                                           "retraining.leave_one_out")]
 RULED_OUT = ["torch.func", "functorch", "torch._functorch", "torch.autograd.functional", "scipy", "jax"] + _PACKAGE
 FORBIDDEN = {"hvp_answer": RULED_OUT, "cg_answer": RULED_OUT, "influence_answer": RULED_OUT}
 

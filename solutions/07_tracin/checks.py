@@ -21,7 +21,8 @@ DATA_ATTRIBUTION = [f"{_DA}.{m}" for m in (
     "per_example_grads", "parameter_names", "flat_params", "TrainingObjective",     # their re-exports
     "hessian_vector_product", "hessian_matrix", "influence", "inverse_hvp", "leave_one_out", "fit",
     "RepresenterPoints", "tracin_cp", "self_influence", "grad_dot", "grad_cos",
-    "_base", "TrainingDataAttribution", "METHODS", "InfluenceFunction", "TracInCP", "GradDot", "GradCos")]
+    "_base", "solvers", "retraining", "TrainingDataAttribution", "METHODS", "InfluenceFunction", "TracInCP",
+    "GradDot", "GradCos")]
 RULED_OUT = ["captum", *DATA_ATTRIBUTION, "torch.func", "functorch", "torch._functorch",
              "torch.autograd.functional", "torch.nn.utils._per_sample_grad", "torch.nn.utils._expanded_weights",
              "opacus", "backpack"]

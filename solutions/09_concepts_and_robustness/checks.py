@@ -65,7 +65,7 @@ def _backdoored():
             from xaicourse.data_attribution.poison import plant_backdoor
             from xaicourse.models import SmallCNN, train
             bd = plant_backdoor(split.X_train[:700], split.y_train[:700], 40, target_class=0, size=2, seed=0)
-            _cache["cnn"] = train(SmallCNN(1, 10, width=16), bd.inputs, bd.targets, epochs=10, lr=3e-3, seed=0,
+            _cache["cnn"] = train(SmallCNN(1, 10, width=16), bd.inputs, bd.labels, epochs=10, lr=3e-3, seed=0,
                                   device="cpu", cache=True, progress=False, tag="ex09-checks").model.eval()
         return _cache["cnn"]
 

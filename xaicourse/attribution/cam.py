@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._torch import check_inputs, last_layer_of_type, resolve_layer, target_gradient
+from .._torch import check_inputs, check_model, last_layer_of_type, resolve_layer, target_gradient
 from .._validate import check_bool, check_choice
 
 __all__ = ["grad_cam", "layer_activation_and_grad"]
@@ -48,6 +48,7 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor, target=None, *legacy, layer
     """
     if legacy or isinstance(inputs, (str, nn.Module)):  # the old grad_cam(model, layer, inputs, target)
         raise TypeError("grad_cam takes the layer as a keyword: grad_cam(model, inputs, target, layer=...)")
+    check_model(model)
     check_choice("interpolate_mode", interpolate_mode, INTERPOLATE_MODES)
     relu, upsample = check_bool("relu", relu), check_bool("upsample", upsample)
     check_bool("create_graph", create_graph)

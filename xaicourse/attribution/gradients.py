@@ -153,6 +153,9 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target=None) -> torc
     are not seen, so the model must use ``nn.ReLU(inplace=False)`` modules — ValueError
     otherwise); the hooks are removed afterwards.
     """
+    from .._torch import check_model
+
+    check_model(model)
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     if not relus:
         raise ValueError("model has no nn.ReLU modules: guided backprop needs ReLUs as modules "
@@ -275,7 +278,9 @@ def blurred_baseline(inputs: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
 def uniform_noise_baseline(inputs: torch.Tensor, low: float = 0.0, high: float = 1.0, seed: int = 0) -> torch.Tensor:
     """Uniform noise U(low, high) shaped like ``inputs`` (seeded): the "noise" baseline
     (low=0, high=1: ``resolve_baselines(inputs, "noise", seed=seed)``)."""
-    x = as_tensor("inputs", inputs, min_ndim=2, floating=True)
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor batch, got {type(inputs).__name__}")
+    x = as_tensor("inputs", inputs, ndim=(2, 4), floating=True)
     low, high = check_real("low", low), check_real("high", high)
     if not high > low:
         raise ValueError(f"need high > low, got low={low}, high={high}")
@@ -293,7 +298,9 @@ def sample_baselines(inputs: torch.Tensor = None, k: int = 10, seed: int = 0, **
             raise TypeError(f"sample_baselines got unexpected keyword arguments {sorted(set(old) - {'inputs'})}")
         inputs = old["inputs"]
     d = as_tensor("inputs", inputs, min_ndim=2, floating=True)
-    k = check_int("k", k, min=1, max=len(d))
+    k = check_int("k", k, min=1)
+    if k > len(d):
+        raise ValueError(f"k must be ≤ the number of rows of inputs ({len(d)}, shape {tuple(d.shape)}), got {k}")
     g = torch.Generator(device="cpu").manual_seed(check_int("seed", seed, min=0))
     idx = torch.randperm(len(d), generator=g)[:k]
     return [d[i:i + 1] for i in idx.tolist()]

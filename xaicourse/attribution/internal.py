@@ -148,8 +148,8 @@ def unit_attribution(model: nn.Module, inputs: torch.Tensor, unit=None, *, layer
     resolve_layer(model, layer)
     if unit is None or isinstance(unit, bool):
         raise TypeError(f"unit must be an int or a tuple of ints indexing the layer's output, got {unit!r}")
-    idx = (check_int("unit", unit),) if not isinstance(unit, (tuple, list)) else \
-        tuple(check_int(f"unit[{i}]", u) for i, u in enumerate(unit))
+    idx = (check_int("unit", unit, min=0),) if not isinstance(unit, (tuple, list)) else \
+        tuple(check_int(f"unit[{i}]", u, min=0) for i, u in enumerate(unit))
     alphas, weights = quadrature(n_steps, method, dtype=x.dtype, device=x.device)
     b = resolve_baselines(x, baselines)
     n, N = len(alphas), len(x)

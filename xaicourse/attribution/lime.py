@@ -26,12 +26,11 @@ radius *is* a (noisy) gradient, answering the sensitivity question again.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-
-import warnings
 
 from .._torch import check_inputs, maybe_eval, resolve_target, scores
 from .._validate import check_bool, check_choice, check_int, check_real
@@ -281,7 +280,7 @@ def lime_explain(model, inputs: torch.Tensor, target=None, *, n_samples: int = 1
     check_choice("output", output, ("prob", "logit"))
     check_choice("segmentation", segmentation, ("slic", "quickshift", "grid"))
     check_int("n_segments", n_segments, min=1)
-    check_int("cell", cell, min=1)
+    check_int("cell", cell, min=1, max=max(x_all.shape[-2:]) if x_all.dim() == 4 else None)
     check_int("seed", seed, min=0)
     check_int("segment_seed", segment_seed, min=0)
     check_bool("progress", progress)

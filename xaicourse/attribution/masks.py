@@ -17,10 +17,10 @@ deleted region 1 − M ("delete") or the kept region M ("preserve"), shaped like
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
-
-import warnings
 
 from .. import maps
 from .._torch import (check_inputs, eval_on, resolve_baselines, resolve_target, scores, select, threads_for,
@@ -82,7 +82,8 @@ def meaningful_perturbation(model: nn.Module, inputs: torch.Tensor, target=None,
     n_steps = check_int("n_steps", n_steps, min=1)
     lr = check_real("lr", lr, min=0.0, min_inclusive=False)
     H, W = x.shape[2:]
-    mask_size = -(-max(H, W) // 4) if mask_size is None else check_int("mask_size", mask_size, min=1)
+    mask_size = -(-max(H, W) // 4) if mask_size is None else check_int("mask_size", mask_size, min=1, max=max(H, W))
+    seed = check_int("seed", seed, min=0)
     x0 = resolve_baselines(x, baselines, sigma=sigma, seed=seed)
     with eval_on(model, freeze=True), torch_threads(threads_for(x.device, x.numel())):
         t = resolve_target(model, x, target)

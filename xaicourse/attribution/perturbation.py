@@ -79,10 +79,8 @@ def perturbation_scores(model: nn.Module, inputs: torch.Tensor, target=None, *, 
 
 
 def _as_tuple(v, shape, name, fill_first=None):
-    if isinstance(v, bool):
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {v!r}")
-    if isinstance(v, int):
-        v = check_int(name, v, min=1)
+    if not isinstance(v, (tuple, list)):
+        v = check_int(name, v, min=1)                     # floats, None, bools refused by name
         if len(shape) == 1:
             return (v,)
         return (shape[0] if fill_first is None else fill_first,) + (v,) * (len(shape) - 1)

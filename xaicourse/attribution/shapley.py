@@ -156,8 +156,8 @@ def shapley_exact(model: nn.Module, inputs: torch.Tensor, target=None, baselines
 
 def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:
     """Square patches of ``patch`` pixels as a feature mask (H, W) with ids 0 … d−1, row-major."""
-    height, width = check_int("height", height, min=1), check_int("width", width, min=1)
-    patch = check_int("patch", patch, min=1)
+    height, width = check_int("height", height, min=1, max=10_000), check_int("width", width, min=1, max=10_000)
+    patch = check_int("patch", patch, min=1, max=max(height, width))
     rows, cols = torch.arange(height) // patch, torch.arange(width) // patch
     return rows[:, None] * (int(cols.max()) + 1) + cols[None, :]
 
@@ -165,6 +165,12 @@ def patch_mask(height: int, width: int, patch: int) -> torch.Tensor:
 def superpixel_mask(image: torch.Tensor, n_segments: int = 10, compactness: float = 10.0) -> torch.Tensor:
     """SLIC superpixels of one image (C, H, W) as a feature mask (H, W), ids 0 … d−1
     (``lime.segment_image``; fewer segments than asked is normal)."""
+    from .._validate import check_real
     from .lime import segment_image
 
+    n_segments = check_int("n_segments", n_segments, min=1)
+    compactness = check_real("compactness", compactness, min=0.0, min_inclusive=False)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        raise ValueError(f"image must be one (C, H, W) tensor, got "
+                         f"{tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__}")
     return torch.as_tensor(segment_image(image, "slic", n_segments=n_segments, compactness=compactness))

@@ -27,11 +27,6 @@ def default_loss(loss_fn):
     return loss_fn
 
 
-def no_extra(kwargs: dict, where: str):
-    if kwargs:
-        raise TypeError(f"{where} got unexpected keyword argument(s) {sorted(kwargs)}")
-
-
 class TrainingDataAttribution:
     """Base class. Subclasses implement ``attribute`` and ``self_influence`` and set ``n_train``."""
 

@@ -42,7 +42,10 @@ def fill_baseline(inputs: torch.Tensor, fill: str = "constant", value: float = 0
     warnings.warn("fill_baseline(inputs, fill, value) is deprecated; use "
                   "xaicourse.evaluation.resolve_baselines(inputs, baselines) with baselines=v for a constant, "
                   "'blur' or 'noise'", DeprecationWarning, stacklevel=2)
-    x = as_tensor("inputs", inputs, min_ndim=2)
+    # a batch of feature vectors (N, D) or of images (N, C, H, W): with no model to run, these are the
+    # two shapes the old metrics took, so a missing or an extra leading dimension is refused here
+    x = as_tensor("inputs", inputs, ndim=(2, 4),
+                  dtype=None if isinstance(inputs, torch.Tensor) else torch.get_default_dtype())
     check_choice("fill", fill, FILLS)
     return resolve_baselines(x, check_real("value", value) if fill == "constant" else fill, sigma=sigma, seed=seed)
 
@@ -166,7 +169,7 @@ def input_reduction(model, inputs: torch.Tensor, target, attributions, *, baseli
     With features ordered by relevance ascending (``feature_map``; by |r| with ``absolute``, the
     default: a strongly negative feature matters too), x⁽ᵏ⁾ = x with the k least relevant replaced
     by x₀ (``baselines``, as ``deletion_curve``); k* = the largest k with argmax f(x⁽ʲ⁾) = t for
-    every j ≤ k (checked every ``step`` features). A good attribution keeps the prediction with
+    every j ≤ k (checked every ``step`` features, 1 ≤ step ≤ D). A good attribution keeps the prediction with
     few features. If the model does not predict ``target`` on x itself, nothing can be removed
     (k* = 0). target: int, one per sample, or None (the predicted class).
 
@@ -176,10 +179,10 @@ def input_reduction(model, inputs: torch.Tensor, target, attributions, *, baseli
     baselines, _ = legacy("input_reduction", deprecated, baselines=baselines)
     x = check_inputs(model, inputs).detach()
     rel = feature_map(attributions, x.shape, absolute).to(x.device).flatten(1)
-    step = check_int("step", step, min=1)
+    N, D = rel.shape
+    step = check_int("step", step, min=1, max=D)   # at most one check, after all D features (D = features per sample)
     batch_size = check_int("batch_size", batch_size, min=1)
     x0 = reference(x, baselines, sigma, seed)
-    N, D = rel.shape
     rank = torch.empty(N, D, dtype=torch.long, device=x.device)
     rank.scatter_(1, torch.sort(rel, dim=1, stable=True).indices, torch.arange(D, device=x.device).expand(N, D).contiguous())
     ks = torch.arange(0, D + 1, step, device=x.device)

@@ -25,12 +25,15 @@ __all__ = ["pointing_game", "mask_iou", "mass_on_mask"]
 def pointing_game(attributions, masks, *, tolerance: int = 0, absolute: bool = True) -> torch.Tensor:
     """Pointing game (Zhang et al. 2018): is the map's maximum on the object? (N,) in [0, 1].
 
-    hit_n = 1 if argmax r_n lies in mask_n (grown by ``tolerance`` pixels for 2-D masks). Ties: the
+    hit_n = 1 if argmax r_n lies in mask_n (grown by ``tolerance`` pixels for 2-D masks (N, H, W);
+    0 ≤ tolerance ≤ max(H, W), other masks take tolerance=0 only). Ties: the
     fraction of the maximal locations inside the mask (a random tie break's expected hit; a
     constant map scores the mask's area share, not 1).
     """
     tolerance = check_int("tolerance", tolerance, min=0)
     m0 = as_tensor("masks", masks, min_ndim=2, floating=False)
+    if m0.dim() == 3:   # grown by max(H, W) pixels a mask already covers the whole image
+        tolerance = check_int("tolerance", tolerance, min=0, max=max(m0.shape[1:]))
     a, m = map_and_mask(attributions, masks, absolute)
     if tolerance:
         if m0.dim() != 3:

@@ -10,6 +10,7 @@ both by Spearman's ρ per map (``maps.rank_correlation``: ties averaged; two con
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
 
 import torch
@@ -53,6 +54,9 @@ def cascading_randomization(model: nn.Module, inputs: torch.Tensor, target, meth
     absolute = check_bool("absolute", absolute)
     if isinstance(layers, str):
         raise TypeError(f"layers must be a list of layer names, got the string {layers!r}; pass [{layers!r}]")
+    if layers is not None and not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be a list of layer names (output side first), got {type(layers).__name__} "
+                        f"{layers!r}; choose from {randomized_layers(model)}")
     names = randomized_layers(model) if layers is None else list(layers)
     named = dict(model.named_modules())
     for n in names:
@@ -87,6 +91,7 @@ def label_randomization(model: nn.Module, train_inputs=None, train_labels=None, 
     permuted labels, "maps": (trained map, random-label map)}.
     """
     from ..models import train
+    from ..models.training import _check_training_data
 
     for old, new in (("X_train", "train_inputs"), ("y_train", "train_labels")):
         if old in options:
@@ -108,8 +113,17 @@ def label_randomization(model: nn.Module, train_inputs=None, train_labels=None, 
     absolute = check_bool("absolute", absolute)
     if train_options is not None and not isinstance(train_options, dict):
         raise TypeError(f"train_options must be a dict of models.train options, got {type(train_options).__name__}")
+    options_ok = [p for p in inspect.signature(train).parameters if p not in ("model", "X", "y")]
+    for k in train_options or {}:
+        if k not in options_ok:
+            raise TypeError(f"train_options: models.train has no option {k!r}; choose from {options_ok}")
     if not isinstance(train_labels, torch.Tensor):
         raise TypeError(f"train_labels must be a torch tensor of class indices, got {type(train_labels).__name__}")
+    if not isinstance(train_inputs, torch.Tensor):
+        raise TypeError(f"train_inputs must be a torch.Tensor batch (N, ...), got {type(train_inputs).__name__}; "
+                        f"convert with torch.as_tensor(train_inputs, dtype=torch.float32)")
+    train_inputs, train_labels = _check_training_data(model, train_inputs, train_labels,
+                                                      names=("train_inputs", "train_labels"))
     g = torch.Generator().manual_seed(seed)
     y_perm = train_labels[torch.randperm(len(train_labels), generator=g)]
     target = resolve_target(model, x, target)

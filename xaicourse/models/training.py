@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._torch import check_inputs, check_model, model_device
-from .._validate import check_choice, check_int, check_labels, check_real
+from .._torch import check_inputs, check_model, eval_on, model_device
+from .._validate import check_bool, check_choice, check_int, check_labels, check_real
 from ..device import get_device
 
 __all__ = ["TrainResult", "train", "accuracy", "cache_dir"]
@@ -45,15 +45,20 @@ class TrainResult:
 
 
 def accuracy(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
-    """Fraction of ``X`` classified as ``y``."""
-    dev = next(model.parameters()).device
-    was = model.training
-    model.eval()
+    """Fraction of ``X`` classified as ``y``.
+
+    X: (N, ...) float tensor of the model's dtype (or token ids for a model with an Embedding),
+    checked like ``train``'s: batched, finite, a shape the model takes; y: (N,) integer class labels
+    in [0, n_outputs). The model is evaluated in eval mode and left as found (a train-mode
+    BatchNorm keeps its running statistics and its training flags)."""
+    check_model(model)
+    batch_size = check_int("batch_size", batch_size, min=1)
+    X, y = _check_training_data(model, X, y)
+    dev = model_device(model)
     correct = 0
-    with torch.no_grad():
+    with eval_on(model), torch.no_grad():
         for i in range(0, len(X), batch_size):
-            correct += (model(X[i:i + batch_size].to(dev)).argmax(1).cpu() == y[i:i + batch_size]).sum().item()
-    model.train(was)
+            correct += (model(X[i:i + batch_size].to(dev)).argmax(1).cpu() == y[i:i + batch_size].cpu()).sum().item()
     return correct / len(X)
 
 
@@ -138,23 +143,27 @@ def _load_verified(path: Path):
         return None
 
 
-def _check_training_data(model: nn.Module, X, y) -> tuple[torch.Tensor, torch.Tensor]:
-    """X, y checked against the model before anything is trained or cached."""
+def _check_training_data(model: nn.Module, X, y, names: tuple[str, str] = ("X", "y")
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """X, y checked against the model before anything is trained or cached. ``names``: how the
+    messages call them (``label_randomization`` passes ``("train_inputs", "train_labels")``)."""
+    nx, ny = names
     if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor):
-        raise TypeError(f"X and y must be torch tensors, got {type(X).__name__} and {type(y).__name__}")
-    if len(X) == 0:
-        raise ValueError("X is empty: nothing to train on")
+        bad = nx if not isinstance(X, torch.Tensor) else ny
+        raise TypeError(f"{nx} and {ny} must be torch tensors, got {type(X).__name__} and {type(y).__name__}; "
+                        f"convert {bad} with torch.as_tensor({bad})")
+    if X.dim() == 0 or len(X) == 0:
+        raise ValueError(f"{nx} is empty: nothing to train on" if X.dim() else
+                         f"{nx} must be a batch (N, ...), got a 0-d tensor")
+    if y.dim() == 0:
+        raise ValueError(f"{ny} must have shape ({len(X)},) (one class label per sample), got a 0-d tensor")
     if len(X) != len(y):
-        raise ValueError(f"X and y must be of equal length, got {len(X)} and {len(y)}")
-    X = check_inputs(model, X, name="X").to(X.device)
-    with torch.no_grad():
-        was = model.training
-        model.eval()
-        try:
-            n_out = model(X[:1].to(model_device(model))).shape[-1]
-        finally:
-            model.train(was)
-    y = check_labels("y", y, len(X), n_out)
+        raise ValueError(f"{nx} and {ny} must be of equal length, got {len(X)} and {len(y)} "
+                         f"(one label of {ny} per sample of {nx})")
+    X = check_inputs(model, X, name=nx, allow_int=True).to(X.device)   # ints: token ids for an Embedding model only
+    with torch.no_grad(), eval_on(model):
+        n_out = model(X[:1].to(model_device(model))).shape[-1]
+    y = check_labels(ny, y, len(X), n_out)
     return X, y
 
 
@@ -186,8 +195,13 @@ def train(model: nn.Module, X: torch.Tensor, y: torch.Tensor, *, epochs: int = 1
     check_choice("optimizer", optimizer, ("adam", "sgd"))
     weight_decay = check_real("weight_decay", weight_decay, min=0.0)
     lr_decay = check_real("lr_decay", lr_decay, min=0.0, min_inclusive=False)
-    seed = check_int("seed", seed)
+    seed = check_int("seed", seed, min=0)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, min=0)
+    cache = check_bool("cache", cache)
+    progress = check_bool("progress", progress)
+    reinit = check_bool("reinit", reinit)
+    if not isinstance(tag, str):
+        raise TypeError(f"tag must be a string (a label that separates cache entries), got {type(tag).__name__}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no trainable parameters (all have requires_grad=False): unfreeze some "
                          "with p.requires_grad_(True) before training")

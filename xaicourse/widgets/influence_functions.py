@@ -91,7 +91,7 @@ def lissa_panel(model, loss_fn, train_inputs, train_labels, vector: torch.Tensor
     exact = exact.detach()
     if scale is None:
         from ..data_attribution.curvature import TrainingObjective, check_data
-        from ..data_attribution.influence_functions import _power_max
+        from ..data_attribution.solvers import _power_max
         x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
         scale = 1.1 * _power_max(TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2))
     controls = {
