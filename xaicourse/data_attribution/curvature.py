@@ -20,8 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._torch import check_inputs, eval_on
-from .._validate import check_int, check_labels, check_real
+from .._torch import eval_on
+from .._validate import as_tensor, check_int, check_real
+from ._base import check_data, check_loss, n_outputs  # noqa: F401 — re-exported (their old home)
 from .gradients import flat_params, parameter_names
 
 __all__ = ["TrainingObjective", "hessian_vector_product", "hessian_matrix", "mean_loss",
@@ -36,56 +37,6 @@ def mean_loss(loss_fn, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Te
     if getattr(loss_fn, "reduction", "mean") == "sum":
         return loss / len(targets)
     return loss
-
-
-def n_outputs(model: nn.Module, x: torch.Tensor) -> int | None:
-    """Number of output columns of ``model`` (one forward pass of one example, eval mode, no
-    grad, model left as found); None when the output is not (N, K)."""
-    with torch.no_grad(), eval_on(model):
-        out = model(x[:1])
-    return int(out.shape[1]) if isinstance(out, torch.Tensor) and out.dim() == 2 else None
-
-
-def check_data(model: nn.Module, inputs, targets, inputs_name: str, targets_name: str):
-    """Inputs checked for ``model`` (tensor, dtype, shape, finite, non-empty) and their labels →
-    (x, y) on the model's device.
-
-    Integer labels are class indices: shape (n,), each in [0, K) for a model with K output columns.
-    Floating targets (a regression loss such as ``nn.MSELoss``) must be finite with one row per input.
-    """
-    x = check_inputs(model, inputs, inputs_name)
-    if not isinstance(targets, torch.Tensor):
-        raise TypeError(f"{targets_name} must be a torch.Tensor of shape ({len(x)},) (class indices), "
-                        f"got {type(targets).__name__}; convert with torch.as_tensor({targets_name})")
-    if targets.dim() == 0 or len(targets) != len(x):
-        raise ValueError(f"{targets_name} must have one entry per row of {inputs_name} ({len(x)}), "
-                         f"got shape {tuple(targets.shape)}")
-    if targets.dtype.is_floating_point:
-        if not torch.isfinite(targets).all():
-            raise ValueError(f"{targets_name} contains NaN or inf values")
-    else:
-        k = n_outputs(model, x)
-        check_labels(targets_name, targets, len(x), k if k is not None and k > 1 else None)
-    return x, targets.to(x.device)
-
-
-def check_loss(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, labels_name: str = "labels"):
-    """``loss_fn`` evaluated once on the first example (eval mode, no grad): a loss that cannot take
-    the model's outputs and these labels (float labels for a cross-entropy, a wrong shape) is
-    reported now, naming the argument, instead of as a raw error deep inside a solve."""
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable (e.g. nn.CrossEntropyLoss()), got {type(loss_fn).__name__}")
-    try:
-        with torch.no_grad(), eval_on(model):
-            val = loss_fn(model(x[:1]), y[:1])
-    except Exception as err:  # noqa: BLE001 — the loss's own message, with the argument to fix
-        kind = "floating" if y.dtype.is_floating_point else "integer"
-        raise ValueError(f"loss_fn cannot take the model's outputs and {labels_name} ({kind} values of shape "
-                         f"{tuple(y.shape)}): {type(err).__name__}: {err}. Class labels for a cross-entropy must "
-                         f"be integers: convert with {labels_name}.long()") from err
-    if not isinstance(val, torch.Tensor) or val.numel() != 1:
-        raise ValueError(f"loss_fn must return the loss of one example as a scalar (or a 1-element tensor with "
-                         f"reduction='none'), got {type(val).__name__} of shape {tuple(getattr(val, 'shape', ()))}")
 
 
 class TrainingObjective:
@@ -218,10 +169,12 @@ def hessian_vector_product(model: nn.Module, loss_fn, inputs: torch.Tensor, targ
     shape. The model is evaluated in eval mode and left as found.
     """
     x, y = check_data(model, inputs, targets, "inputs", "targets")
+    check_loss(model, loss_fn, x, y, "targets")
     obj = TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2, damping=damping,
                             batch_size=batch_size)
     if not isinstance(vectors, torch.Tensor):
         raise TypeError(f"vectors must be a torch.Tensor, got {type(vectors).__name__}")
+    as_tensor("vectors", vectors)
     if vectors.dim() not in (1, 2) or vectors.shape[-1] != obj.dim:
         raise ValueError(f"vectors must have shape ({obj.dim},) or (k, {obj.dim}) (one entry per "
                          f"parameter in {layers!r}), got {tuple(vectors.shape)}")
@@ -234,6 +187,8 @@ def hessian_matrix(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: tor
     """The explicit Hessian (P, P) of the training objective (see the module docstring).
     Refuses more than ``max_params`` parameters (P² numbers); restrict ``layers`` instead."""
     x, y = check_data(model, inputs, targets, "inputs", "targets")
+    check_loss(model, loss_fn, x, y, "targets")
+    max_params = check_int("max_params", max_params, min=1)
     obj = TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2, damping=damping)
     if obj.dim > max_params:
         raise ValueError(f"the Hessian would be {obj.dim}×{obj.dim}: more than max_params={max_params} "

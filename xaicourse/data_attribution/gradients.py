@@ -13,8 +13,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .._torch import check_inputs, eval_on, resolve_layer
-from .._validate import check_int, check_labels
+from .._torch import eval_on, resolve_layer
+from .._validate import check_int
+from ._base import check_data, check_loss, check_loss_fn
 
 __all__ = ["parameter_names", "flat_params", "per_example_grads"]
 
@@ -56,13 +57,9 @@ def per_example_grads(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: 
     """
     from torch.func import functional_call, grad, vmap
 
-    x = check_inputs(model, inputs)
-    if not isinstance(targets, torch.Tensor):
-        raise TypeError(f"targets must be a torch.Tensor, got {type(targets).__name__}")
-    if len(targets) != len(x):
-        raise ValueError(f"targets must have one entry per input ({len(x)}), got {len(targets)}")
-    if not targets.dtype.is_floating_point:
-        check_labels("targets", targets, len(x))
+    check_loss_fn(loss_fn)
+    x, targets = check_data(model, inputs, targets, "inputs", "targets")
+    check_loss(model, loss_fn, x, targets, "targets")
     batch_size = check_int("batch_size", batch_size, min=1)
     names = parameter_names(model, layers)
     params = dict(model.named_parameters())

@@ -52,7 +52,7 @@ from torch import nn
 
 from .._torch import check_inputs, check_model, resolve_target
 from .._validate import as_tensor, check_bool, check_choice, check_int, check_real
-from ._base import TrainingDataAttribution, default_loss
+from ._base import TrainingDataAttribution, check_loss_fn, default_loss
 from .curvature import TrainingObjective, check_data, check_loss
 from .gradients import per_example_grads
 from .retraining import fit, leave_one_out  # re-exported from their old home
@@ -67,6 +67,12 @@ def _objective(model, loss_fn, train_inputs, train_targets, layers, l2, damping,
     x, y = check_data(model, train_inputs, train_targets, *names)
     return TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2, damping=damping,
                              batch_size=batch_size)
+
+
+def _require_labels(labels, name):
+    if labels is None:
+        raise TypeError(f"{name} must be the labels of the test points (n_test,) — the functions need them; "
+                        f"InfluenceFunction(...).attribute(inputs, None) explains the predicted classes")
 
 
 def _on_inputs(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -246,7 +252,8 @@ def inverse_hvp(model: nn.Module, loss_fn, train_inputs, train_labels, vectors: 
     check_choice("method", method, SOLVERS)
     check_bool("progress", progress)
     seed = _check_seed(seed)
-    obj = _objective(model, loss_fn, train_inputs, train_labels, layers, l2, damping, batch_size)
+    obj = _objective(model, check_loss_fn(loss_fn), train_inputs, train_labels, layers, l2, damping, batch_size)
+    check_loss(model, loss_fn, obj.x, obj.y, "train_labels")
     if not isinstance(vectors, torch.Tensor):
         raise TypeError(f"vectors must be a torch.Tensor, got {type(vectors).__name__}")
     one = vectors.dim() == 1
@@ -315,7 +322,8 @@ def influence(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_label
         Tensor (n_test, n_train) on the test inputs' device, in their dtype.
     """
     check_choice("method", method, SOLVERS)
-    return InfluenceFunction(model, train_inputs, train_labels, loss_fn=default_loss(loss_fn), solver=method,
+    _require_labels(test_labels, "test_labels")
+    return InfluenceFunction(model, train_inputs, train_labels, loss_fn=check_loss_fn(loss_fn), solver=method,
                              damping=damping, l2=l2, params=layers, batch_size=batch_size, tol=tol,
                              max_iter=max_iter, depth=depth, scale=scale, repeats=repeats, lissa_batch=lissa_batch,
                              arnoldi_dim=arnoldi_dim, rank=rank, seed=seed,

@@ -39,7 +39,11 @@ def flip_labels(labels: torch.Tensor, fraction: float, n_classes: int, seed: int
     n_classes = check_int("n_classes", n_classes, min=2)
     seed = check_int("seed", seed, min=0)
     labels = _labels("labels", labels)
-    labels = check_labels("labels", labels, len(labels), n_classes)
+    if len(labels) == 0:
+        raise ValueError("labels is empty: nothing to flip")
+    if int(labels.min()) < 0 or int(labels.max()) >= n_classes:
+        raise ValueError(f"labels must lie in [0, n_classes={n_classes}), got values from {int(labels.min())} to "
+                         f"{int(labels.max())}; raise n_classes to the number of classes")
     g = torch.Generator().manual_seed(seed)
     n = len(labels)
     idx = torch.randperm(n, generator=g)[:round(fraction * n)]
@@ -52,14 +56,16 @@ def flip_labels(labels: torch.Tensor, fraction: float, n_classes: int, seed: int
 
 
 def _scores_flags(scores, flagged):
-    scores = as_tensor("scores", scores, floating=True).detach().double().flatten().cpu()
+    scores = as_tensor("scores", scores, floating=True, ndim=1).detach().double().cpu()
     if not isinstance(flagged, torch.Tensor):
         flagged = as_tensor("flagged", flagged, floating=False)
     if flagged.dtype != torch.bool:
         if flagged.dtype.is_floating_point or not bool(((flagged == 0) | (flagged == 1)).all()):
             raise TypeError(f"flagged must be a boolean mask (N,), got dtype {flagged.dtype}")
         flagged = flagged.bool()
-    flagged = flagged.flatten().cpu()
+    if flagged.dim() != 1:
+        raise ValueError(f"flagged must be a 1-D boolean mask (N,), got shape {tuple(flagged.shape)}")
+    flagged = flagged.cpu()
     if len(scores) != len(flagged):
         raise ValueError(f"scores and flagged must have the same length, got {len(scores)} and {len(flagged)}")
     return scores, flagged
@@ -97,12 +103,14 @@ CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
 
 
 def add_trigger(images: torch.Tensor, size: int = 2, value: float = 1.0, corner: str = "bottom-right"):
-    """A copy of ``images`` (N, C, H, W) or (N, H, W) with a ``size``×``size`` patch of ``value``
-    in a corner (one of ``CORNERS``). Flat (N, d) data is refused: a patch needs an image grid."""
+    """A copy of ``images`` (N, C, H, W) with a ``size``×``size`` patch of ``value`` in a corner (one
+    of ``CORNERS``). Flat (N, d) data and unbatched images are refused: a patch needs a batch of
+    image grids."""
     images = as_tensor("images", images, floating=True)
-    if images.dim() not in (3, 4):
-        raise ValueError(f"images must be a batch of images (N, C, H, W) or (N, H, W), got shape "
-                         f"{tuple(images.shape)}; reshape flat data first, e.g. images.view(-1, 1, 8, 8)")
+    if images.dim() != 4:
+        raise ValueError(f"images must be a batch of images (N, C, H, W), got shape {tuple(images.shape)}; "
+                         f"reshape flat data first (e.g. images.view(-1, 1, 8, 8)), add a batch dim with "
+                         f"images[None]")
     size = check_int("size", size, min=1, max=min(images.shape[-2:]))
     value = check_real("value", value)
     corner = check_choice("corner", corner, CORNERS)
@@ -134,12 +142,12 @@ class Backdoor:
 def plant_backdoor(inputs: torch.Tensor, labels: torch.Tensor, n_poison: int, target_class: int,
                    size: int = 2, value: float = 1.0, seed: int = 0, *, n_classes: int | None = None) -> Backdoor:
     """Stamp the trigger (``add_trigger``) on ``n_poison`` random training images not of
-    ``target_class`` and relabel them ``target_class``. inputs: images (N, C, H, W) or (N, H, W);
+    ``target_class`` and relabel them ``target_class``. inputs: images (N, C, H, W);
     labels (N,); target_class in [0, n_classes) (n_classes default: largest label + 1); seed int ≥ 0.
     Returns a ``Backdoor`` (copies; the originals are not changed)."""
     x0 = as_tensor("inputs", inputs, floating=True)
-    if x0.dim() not in (3, 4):
-        raise ValueError(f"inputs must be images (N, C, H, W) or (N, H, W) for a trigger patch, got shape "
+    if x0.dim() != 4:
+        raise ValueError(f"inputs must be a batch of images (N, C, H, W) for a trigger patch, got shape "
                          f"{tuple(x0.shape)}; reshape flat data first, e.g. inputs.view(-1, 1, 8, 8)")
     y0 = _labels("labels", labels, len(x0))
     n_classes = int(y0.max()) + 1 if n_classes is None else check_int("n_classes", n_classes, min=2)

@@ -29,7 +29,7 @@ from torch import nn
 
 from sklearn.base import BaseEstimator
 
-from .._torch import check_inputs, eval_on, target_index
+from .._torch import check_inputs, eval_on, resolve_target, target_index
 from .._validate import as_tensor, check_choice, check_int, check_labels, check_real
 from ._base import TrainingDataAttribution
 from .curvature import check_data
@@ -141,6 +141,9 @@ class RepresenterPoints(BaseEstimator, TrainingDataAttribution):
                             "nn.Linear), like the course models")
         batch_size = check_int("batch_size", batch_size, min=1)
         x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
+        if y.dtype.is_floating_point:
+            raise TypeError(f"train_labels must hold integer class labels (torch.long), got dtype {y.dtype}; "
+                            f"convert with train_labels.long()")
         phi = self.features_of(model, x, batch_size)
         self.fit(phi, y.cpu(), init=model.head.weight.detach().to(torch.float64).cpu())
         self.model_ = model
@@ -191,9 +194,15 @@ class RepresenterPoints(BaseEstimator, TrainingDataAttribution):
 
     def attribute(self, inputs, labels=None) -> torch.Tensor:
         """α_{i,c} k(x_i, x_t) for the class c = ``labels`` of each test point (None = the predicted
-        class) → (n_test, n_train); positive = training point i raised that logit (helped), and the
+        class: the model's after ``from_model``, the fitted layer's after ``fit``) → (n_test, n_train); positive = training point i raised that logit (helped), and the
         row sums to the logit. On the inputs' device, in their float dtype."""
-        c = self.contributions(self._phi(inputs), labels)
+        phi = self._phi(inputs)
+        if labels is None and getattr(self, "model_", None) is not None:
+            labels = resolve_target(self.model_, check_inputs(self.model_, inputs), None)  # the model's prediction
+        elif labels is not None:
+            labels = check_labels("labels", labels if isinstance(labels, torch.Tensor) else
+                                  as_tensor("labels", labels, floating=False), len(phi), self.n_classes_)
+        c = self.contributions(phi, labels)
         return _on_inputs(c, inputs)
 
     def self_influence(self) -> torch.Tensor:

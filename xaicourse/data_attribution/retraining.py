@@ -115,8 +115,9 @@ def _per_example_loss(loss_fn):
 
 
 def check_indices(name: str, indices, n: int) -> torch.Tensor:
-    """Training-point indices: ints (a list, an int, an integer tensor/array) in [−n, n) → LongTensor
-    in [0, n). Floats are refused (1.5 is not point 1), as are booleans and out-of-range values."""
+    """Training-point indices: ints (a list, an int, a 1-D integer tensor/array) in [0, n) → LongTensor.
+    Floats are refused (1.5 is not point 1), as are booleans, negative / out-of-range values and
+    nested lists."""
     if isinstance(indices, bool):
         raise TypeError(f"{name} must be integer indices of training points, got {indices!r}")
     t = as_tensor(name, indices, floating=False, non_empty=False) if not isinstance(indices, torch.Tensor) \
@@ -124,8 +125,10 @@ def check_indices(name: str, indices, n: int) -> torch.Tensor:
     if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
         raise TypeError(f"{name} must be integer indices of training points, got dtype {t.dtype} "
                         f"({indices!r:.60}); a float such as 1.5 names no point")
+    if t.dim() > 1:
+        raise ValueError(f"{name} must be an int or a 1-D list of indices, got shape {tuple(t.shape)}")
     t = t.reshape(-1).long().cpu()
-    if len(t) and (int(t.min()) < -n or int(t.max()) >= n):
+    if len(t) and (int(t.min()) < 0 or int(t.max()) >= n):
         raise ValueError(f"{name} must lie in [0, {n}) (training points), got values from "
                          f"{int(t.min())} to {int(t.max())}")
-    return t % n if n else t
+    return t

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .._torch import check_inputs, check_model, eval_on, resolve_layer, resolve_target
 from .._validate import check_bool, check_int, check_real
-from ._base import TrainingDataAttribution, default_loss
+from ._base import TrainingDataAttribution, check_loss_fn, default_loss
 from .curvature import check_data, check_loss
 from .gradients import parameter_names, per_example_grads
 
@@ -393,6 +393,12 @@ def _on_inputs(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ functions (thin wrappers)
+def _require_labels(labels, name="test_labels"):
+    if labels is None:
+        raise TypeError(f"{name} must be the labels of the test points (n_test,) — the functions need them; "
+                        f"TracInCP(...).attribute(inputs, None) explains the predicted classes")
+
+
 def tracin_cp(model: nn.Module, checkpoints, loss_fn, train_inputs: torch.Tensor, train_labels: torch.Tensor,
               test_inputs: torch.Tensor, test_labels: torch.Tensor, *, layers=None, normalize: bool = False,
               batch_size: int = 256, progress: bool = False) -> torch.Tensor:
@@ -410,7 +416,8 @@ def tracin_cp(model: nn.Module, checkpoints, loss_fn, train_inputs: torch.Tensor
     such as ``"fc2.weight"``. normalize: cosines instead of dot products. Options are keyword-only.
     Returns (M, N) on the test inputs' device, in their dtype (it was always a CPU tensor before).
     """
-    obj = TracInCP(model, train_inputs, train_labels, checkpoints=checkpoints, loss_fn=default_loss(loss_fn),
+    _require_labels(test_labels)
+    obj = TracInCP(model, train_inputs, train_labels, checkpoints=checkpoints, loss_fn=check_loss_fn(loss_fn),
                    params=layers, normalize=normalize, batch_size=batch_size, cache=False, progress=progress)
     return obj._attribute(test_inputs, test_labels, ("test_inputs", "test_labels"))
 
@@ -420,7 +427,7 @@ def self_influence(model: nn.Module, checkpoints, loss_fn, inputs: torch.Tensor,
     """Self-influence s_i = TracInCP(z_i, z_i) = Σ_k η_k ‖∇ℓ(w_k, z_i)‖² → (N,), in O(N)
     (``TracInCP(...).self_influence()``). Mislabelled and atypical points have large self-influence:
     rank by it to find them. Arguments as in ``tracin_cp``; on the inputs' device."""
-    return TracInCP(model, inputs, labels, checkpoints=checkpoints, loss_fn=default_loss(loss_fn), params=layers,
+    return TracInCP(model, inputs, labels, checkpoints=checkpoints, loss_fn=check_loss_fn(loss_fn), params=layers,
                     batch_size=batch_size, cache=False, progress=progress).self_influence()
 
 
@@ -428,7 +435,8 @@ def grad_dot(model: nn.Module, loss_fn, train_inputs, train_labels, test_inputs,
              batch_size: int = 256) -> torch.Tensor:
     """Grad-Dot baseline: ∇ℓ(w, z_i) · ∇ℓ(w, z′_j) at the model's current parameters w → (M, N)
     (``GradDot(...).attribute``)."""
-    return GradDot(model, train_inputs, train_labels, loss_fn=default_loss(loss_fn), params=layers,
+    _require_labels(test_labels)
+    return GradDot(model, train_inputs, train_labels, loss_fn=check_loss_fn(loss_fn), params=layers,
                    batch_size=batch_size, cache=False)._attribute(test_inputs, test_labels, ("test_inputs", "test_labels"))
 
 
@@ -436,5 +444,6 @@ def grad_cos(model: nn.Module, loss_fn, train_inputs, train_labels, test_inputs,
              batch_size: int = 256) -> torch.Tensor:
     """Grad-Cos baseline: cos(∇ℓ(w, z_i), ∇ℓ(w, z′_j)) at the current parameters w → (M, N)
     (``GradCos(...).attribute``)."""
-    return GradCos(model, train_inputs, train_labels, loss_fn=default_loss(loss_fn), params=layers,
+    _require_labels(test_labels)
+    return GradCos(model, train_inputs, train_labels, loss_fn=check_loss_fn(loss_fn), params=layers,
                    batch_size=batch_size, cache=False)._attribute(test_inputs, test_labels, ("test_inputs", "test_labels"))
