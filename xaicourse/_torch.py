@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._validate import as_tensor, check_bool, check_choice, check_int, check_real
+from ._validate import as_tensor, check_bool, check_choice, check_int, check_real, rename_kwargs
 
 # ------------------------------------------------------------------ layers
 def layer_names(model: nn.Module) -> list[str]:
@@ -195,17 +195,8 @@ def threads_for(device: torch.device, numel: int, limit: int = SMALL_PROBLEM) ->
 
 
 # ------------------------------------------------------------------ deprecation helpers
-def deprecated_kwargs(fn_name: str, kwargs: dict, renames: dict) -> dict:
-    """Move old keyword names to new ones (``renames = {old: new}``) with a DeprecationWarning.
-
-    Giving both the old and the new name is a TypeError."""
-    for old, new in renames.items():
-        if old in kwargs:
-            if new in kwargs:
-                raise TypeError(f"{fn_name}: give {new}= only ({old}= is its deprecated old name)")
-            warnings.warn(f"{fn_name}({old}=...) is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
-            kwargs[new] = kwargs.pop(old)
-    return kwargs
+# Old keyword names → new ones, with a DeprecationWarning (one implementation: _validate's).
+deprecated_kwargs = rename_kwargs
 
 
 def layer_keyword(old_order: tuple):

@@ -134,24 +134,30 @@ def check_labels(name: str, y, n: int, n_classes: int | None = None) -> torch.Te
     return y.long()
 
 
+def rename_kwargs(fn_name: str, kwargs: dict, renames: dict) -> dict:
+    """Move old keyword names to new ones (``renames = {old: new}``) with a DeprecationWarning
+    pointing at the caller of the function that calls this; giving both names is a TypeError."""
+    import warnings
+
+    for old, new in renames.items():
+        if old in kwargs:
+            if new in kwargs:
+                raise TypeError(f"{fn_name}: give {new}= only ({old}= is its deprecated old name)")
+            warnings.warn(f"{fn_name}({old}=...) is deprecated; use {new}=", DeprecationWarning, stacklevel=3)
+            kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
 def renamed(**old_to_new):
     """Decorator: keep old keyword names as deprecated aliases, ``@renamed(x="inputs")``.
 
     A call with the old name warns (DeprecationWarning) and forwards to the new one; giving both
     is a TypeError. The signature shown by ``inspect`` is the new one."""
     import functools
-    import warnings
 
     def deco(fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            for old, new in old_to_new.items():
-                if old in kwargs:
-                    if new in kwargs:
-                        raise TypeError(f"{fn.__name__}: give {new}= only ({old}= is its deprecated old name)")
-                    warnings.warn(f"{fn.__name__}({old}=...) is deprecated; use {new}=", DeprecationWarning,
-                                  stacklevel=2)
-                    kwargs[new] = kwargs.pop(old)
-            return fn(*args, **kwargs)
+            return fn(*args, **rename_kwargs(fn.__name__, kwargs, old_to_new))
         return wrapper
     return deco

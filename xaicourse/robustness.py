@@ -30,11 +30,11 @@ Public API
     ATTACK_METHODS, ATTACK_KINDS
     attribution_map(method, model, x, target, create_graph=False, **options)   — (N, H, W) ≥ 0
     smooth_surrogate(model, beta=10.0)            — a copy with softplus_β in place of nn.ReLU
-    random_sign(x, eps, seed=0, clamp=(0, 1))     — x + ε·sign(z), z from torch.randn(generator)
+    random_sign(inputs, eps, seed=0, clamp=(0, 1)) — inputs + ε·sign(z), z from torch.randn(generator)
     topk_intersection(a, b, k)                    — (N,)
     rank_correlation(a, b)                        — (N,)
     center_of_mass(maps)                          — (N, 2) (row, col)
-    attack_attribution(model, attribution_fn, x, target, kind="topk", eps=..., steps=..., k=...) → AttackResult
+    attack_attribution(model, attribution_fn, inputs, target, kind="topk", eps=..., n_steps=..., k=...) → AttackResult
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from ._torch import check_inputs, check_model, eval_on, resolve_target, scores
-from ._validate import check_choice, check_int, check_real
+from ._validate import check_choice, check_int, check_real, renamed
 from .constraints import ascent_step, project_lp
 from .maps import rank_correlation  # the one Spearman ρ (constant maps: 1 if both, else 0)
 
@@ -173,15 +173,16 @@ def center_of_mass(maps) -> torch.Tensor:
     return torch.stack([(m.sum(2) * rows).sum(1) / tot, (m.sum(1) * cols).sum(1) / tot], 1)
 
 
-def random_sign(x: torch.Tensor, eps: float, seed: int = 0, clamp=(0.0, 1.0)) -> torch.Tensor:
-    """x + ε·sign(z), z = ``torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))``
+@renamed(x="inputs")
+def random_sign(inputs: torch.Tensor, eps: float, seed: int = 0, clamp=(0.0, 1.0)) -> torch.Tensor:
+    """inputs + ε·sign(z), z = ``torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))``
     (drawn on the CPU, so every device gives the same δ), then clipped to ``clamp`` (None: no
-    clipping). x: (N, ...) → same shape; ‖result − x‖∞ ≤ ε."""
+    clipping). inputs: (N, ...) → same shape; ‖result − inputs‖∞ ≤ ε."""
     from ._validate import as_tensor
 
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    x = as_tensor("x", x, min_ndim=1)
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    x = as_tensor("inputs", inputs, min_ndim=1)
     eps = _check_eps(eps)
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(check_int("seed", seed, min=0)), dtype=x.dtype)
     out = x.detach() + eps * z.sign().to(x.device)
@@ -225,8 +226,9 @@ def _normalised(m: torch.Tensor) -> torch.Tensor:
     return m / m.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
 
 
-def attack_attribution(model, attribution_fn, x, target=None, kind: str = "topk", eps: float = 8 / 255,
-                       steps: int = 30, k: int = 50, step_size: float | None = None, beta: float | None = 10.0,
+@renamed(x="inputs", steps="n_steps")
+def attack_attribution(model, attribution_fn, inputs, target=None, kind: str = "topk", eps: float = 8 / 255,
+                       n_steps: int = 30, k: int = 50, step_size: float | None = None, beta: float | None = 10.0,
                        confidence_tol: float | None = 0.05, keep_weight: float = 0.0, orthogonal: bool = True, seed: int = 0,
                        clamp=(0.0, 1.0),
                        **map_options) -> AttackResult:
@@ -237,11 +239,11 @@ def attack_attribution(model, attribution_fn, x, target=None, kind: str = "topk"
         "integrated_gradients", "grad_cam"; options such as n_samples, sigma, n_steps, layer go in
         ``map_options``) or a callable ``fn(model, x, target, create_graph) -> (N, H, W)``
         non-negative maps, differentiable in x when create_graph=True.
-    x: (N, C, H, W) images; target: the class whose map is explained (None: the prediction).
-    kind: "random_sign" (``steps`` draws of ε·sign(z), the first feasible one kept), "topk"
+    inputs: (N, C, H, W) images; target: the class whose map is explained (None: the prediction).
+    kind: "random_sign" (``n_steps`` draws of ε·sign(z), the first feasible one kept), "topk"
         (minimise the normalised map's mass on the original top-k pixels) or "center"
         (maximise the shift of its centre of mass) — sign-gradient steps of ``step_size``
-        (default 2.5·ε/steps) projected onto the ε-ball ∩ ``clamp`` box.
+        (default 2.5·ε/n_steps) projected onto the ε-ball ∩ ``clamp`` box.
     beta: softplus β of the smooth surrogate whose maps give the attack's gradients (None: use
         the model itself — for a ReLU network the gradients then vanish; see module docstring).
     confidence_tol: also require |p_k(x + δ) − p_k(x)| ≤ tol·p_k(x) for the softmax confidence of
@@ -255,10 +257,10 @@ def attack_attribution(model, attribution_fn, x, target=None, kind: str = "topk"
     Returns an ``AttackResult``; every returned input keeps the model's predicted class.
     """
     check_model(model)
-    x = _check_x(model, x)
+    x = _check_x(model, inputs, "inputs")
     check_choice("kind", kind, ATTACK_KINDS)
     eps = _check_eps(eps)
-    steps = check_int("steps", steps, min=1)
+    steps = check_int("n_steps", n_steps, min=1)
     seed = check_int("seed", seed, min=0)
     N, _, H, W = x.shape
     k = check_int("k", k, min=1, max=H * W)
@@ -268,7 +270,7 @@ def attack_attribution(model, attribution_fn, x, target=None, kind: str = "topk"
     if confidence_tol is not None:
         confidence_tol = check_real("confidence_tol", confidence_tol, min=0.0)
     if clamp is not None and not bool(((x >= clamp[0]) & (x <= clamp[1])).all()):
-        raise ValueError(f"x must lie inside clamp {clamp} (pass clamp=None for unbounded inputs)")
+        raise ValueError(f"inputs must lie inside clamp {clamp} (pass clamp=None for unbounded inputs)")
     if isinstance(attribution_fn, str):
         method = check_choice("attribution_fn", attribution_fn, ATTACK_METHODS)
         if method == "smoothgrad":

@@ -11,7 +11,7 @@ import torch
 
 from xaicourse.checking import Failed, close, task
 
-_PACKAGE = ["xaicourse.featurevis", "xaicourse.constraints", "xaicourse.attribution", "xaicourse.robustness",
+_PACKAGE = ["xaicourse.maps", "xaicourse._torch", "xaicourse.featurevis", "xaicourse.constraints", "xaicourse.attribution", "xaicourse.robustness",
             "xaicourse.widgets"]
 FORBIDDEN = {
     "tv_answer": _PACKAGE + ["kornia", "torchmetrics", "skimage", "quantus"],

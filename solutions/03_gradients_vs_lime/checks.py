@@ -19,7 +19,7 @@ from torch import nn
 
 from xaicourse.checking import Failed, close, task
 
-GRAD_LIBS = ["captum", "xaicourse.attribution", "torch.func", "torch.autograd.functional", "functorch",
+GRAD_LIBS = ["captum", "xaicourse.attribution", "xaicourse._torch", "torch.func", "torch.autograd.functional", "functorch",
              "zennit", "pytorch_grad_cam", "torchcam"]
 LIME_LIBS = ["captum", "lime", "xaicourse.attribution", "sklearn", "statsmodels"]
 FORBIDDEN = {

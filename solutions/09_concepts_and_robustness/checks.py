@@ -32,7 +32,7 @@ from xaicourse.checking import Failed, close, task
 # gradients, CAVs, TCAV, saliency maps, attacks or top-k overlaps (the set-up cells are locked
 # read-only cells, so their own imports of xaicourse.models / .data / .robustness are not scanned)
 RULED_OUT = ["captum", "quantus", "xaicourse.concepts", "xaicourse.robustness", "xaicourse.attribution",
-             "xaicourse.metrics", "xaicourse.constraints", "xaicourse._torch", "xaicourse.featurevis",
+             "xaicourse.metrics", "xaicourse.evaluation", "xaicourse.constraints", "xaicourse._torch", "xaicourse.maps", "xaicourse.featurevis",
              "xaicourse.widgets", "xaicourse.checking", "torch.func", "torch.autograd.functional"]
 FORBIDDEN = {"cav_answer": RULED_OUT, "attack_answer": RULED_OUT}
 
