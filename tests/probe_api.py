@@ -219,10 +219,13 @@ def _predicted(args):
     return out
 
 
-def label_mutations(n, n_classes=N_CLASSES):
+def label_mutations(n, n_classes=N_CLASSES, *, alone=False, inferred=False):
+    """``alone``: no other argument fixes the number of labels (a shorter vector is legal);
+    ``inferred``: the class count is read off the labels, as scikit-learn does (a larger label is a class)."""
     return [
-        Mutation("wrong length", lambda v: v[:-1]),
-        Mutation("out of range", lambda v: torch.where(torch.arange(len(v)) == 0, torch.tensor(n_classes), v)),
+        Mutation("wrong length", lambda v: v[:-1], EITHER if alone else REFUSE),
+        Mutation("out of range", lambda v: torch.where(torch.arange(len(v)) == 0, torch.tensor(n_classes), v),
+                 EITHER if inferred else REFUSE),
         Mutation("negative", lambda v: torch.where(torch.arange(len(v)) == 0, torch.tensor(-1), v)),
         Mutation("float dtype", lambda v: v.float() + 0.5),
         Mutation("2-D", lambda v: v[:, None]),
@@ -666,7 +669,8 @@ ATTRIBUTION_OPTIONS = {  # small settings per METHODS entry, and the mutations o
     "lime": [A(("n_samples", "num_samples"), 20, count_mutations()), A("seed", 0, seed_mutations()),
              A("n_segments", 4, count_mutations()), A("segmentation", "grid", choice_mutations()),
              A("cell", 4, bounded_int_mutations(8)), A("batch_size", 8, count_mutations(huge_ok=True)),
-             A("hide", "mean", choice_mutations())],
+             # a number is a legal constant fill ("mean", "zero", "blur" or a value), so only typos must fail
+             A("hide", "mean", [m for m in choice_mutations() if m.label != "int"])],
     "integrated_gradients": [A("n_steps", 8, count_mutations()), A("method", "gausslegendre", choice_mutations()),
                              A("baselines", 0.0, [Mutation("NaN", float("nan")), Mutation("typo", "zeroo"),
                                                   Mutation("wrong shape", torch.zeros(2, 3)),
@@ -775,17 +779,17 @@ def data_attribution_specs():
     test = [A(("inputs", "test_inputs"), Xte, batch_mutations(Xte)),
             A(("labels", "test_labels", "test_targets"), yte, label_mutations(N))]
     specs = [
-        Spec(_da("influence"), mlp_model + loss + train + test + [
+        Spec(_da("i_up_loss"), mlp_model + loss + train + test + [
             A("method", "cg", choice_mutations()), A("l2", 0.5, real_mutations()),
             A("damping", 0.1, real_mutations()), A("seed", 0, seed_mutations()),
             A("batch_size", None, count_mutations(none_ok=True, huge_ok=True))]),
-        Spec(_da("influence"), mlp_model + loss + train + test + [
+        Spec(_da("i_up_loss"), mlp_model + loss + train + test + [
             A("method", "lissa", []), A("l2", 0.5), A("damping", 0.1), A("depth", 5, count_mutations()),
             A("scale", 10.0, real_mutations(none_ok=True)), A("repeats", 1, count_mutations())],
-             label="influence(method='lissa')"),
-        Spec(_da("influence"), mlp_model + loss + train + test + [
+             label="i_up_loss(method='lissa')"),
+        Spec(_da("i_up_loss"), mlp_model + loss + train + test + [
             A("method", "arnoldi", []), A("l2", 0.5), A("damping", 0.1), A("arnoldi_dim", 8, count_mutations(none_ok=True)),
-            A("rank", 4, count_mutations(none_ok=True))], label="influence(method='arnoldi')"),
+            A("rank", 4, count_mutations(none_ok=True))], label="i_up_loss(method='arnoldi')"),
         Spec(_da("leave_one_out"), mlp_model + loss + train + test + [
             A("indices", [1, 2], index_mutations(N_TRAIN)), A("l2", 0.01, real_mutations()),
             A("max_iter", 50, count_mutations()), A("progress", False, bool_mutations())]),
@@ -795,7 +799,8 @@ def data_attribution_specs():
                Mutation("numpy", lambda v: v.numpy(), EITHER, "same")]),
             A("l2", 0.5, real_mutations()), A("damping", 0.1, real_mutations()),
             A("method", "cg", choice_mutations()), A("seed", 0, seed_mutations())]),
-        Spec(_da("fit"), mlp_model + loss + [A(("train_inputs", "inputs"), Xtr, batch_mutations(Xtr)),
+        # fit trains the model: a train-mode BatchNorm model's statistics change by design
+        Spec(_da("fit"), [A("model", Fresh(tiny_mlp), model_mutations(tiny_bn_mlp)[1:])] + loss + [A(("train_inputs", "inputs"), Xtr, batch_mutations(Xtr)),
                                              A(("train_labels", "targets", "labels"), ytr, label_mutations(N_TRAIN)),
                                              A("l2", 0.01, real_mutations()), A("max_iter", 20, count_mutations())],
              mutates_model=True),
@@ -820,7 +825,7 @@ def data_attribution_specs():
         Spec(_da("hessian_matrix"), mlp_model + loss + [
             A("inputs", Xtr, batch_mutations(Xtr)), A(("labels", "targets"), ytr, label_mutations(N_TRAIN)),
             A("max_params", 10000, count_mutations())]),
-        Spec(_da("flip_labels"), [A("labels", ytr, label_mutations(N_TRAIN)),
+        Spec(_da("flip_labels"), [A("labels", ytr, label_mutations(N_TRAIN, alone=True)),
                                   A("fraction", 0.3, real_mutations(unit=True)),
                                   A("n_classes", N_CLASSES, [Mutation("too small", 2), Mutation("zero", 0),
                                                              Mutation("float", 3.5), Mutation("bool", True)]),
@@ -844,13 +849,14 @@ def data_attribution_specs():
                                   A("corner", "bottom-right", choice_mutations())]),
         Spec(_da("plant_backdoor"), [A(("inputs", "train_inputs"), images(N_TRAIN), batch_mutations(images(N_TRAIN), False)
                                        + [Mutation("flat (N, d) data", lambda v: v.flatten(1), EITHER)]),
-                                     A(("labels", "train_labels", "targets"), ytr, label_mutations(N_TRAIN)),
+                                     A(("labels", "train_labels", "targets"), ytr, label_mutations(N_TRAIN, inferred=True)),
                                      A("n_poison", 3, bounded_int_mutations(N_TRAIN)),
                                      A("target_class", 1, bounded_int_mutations(N_CLASSES - 1, zero_ok=True) +
                                        [Mutation("nonexistent class", 10 ** 3)]),
                                      A("size", 2, bounded_int_mutations(8)), A("seed", 0, seed_mutations())]),
         Spec(_da("RepresenterPoints"), [A(("features", "X"), vectors(N_TRAIN, seed=13), batch_mutations(vectors(N_TRAIN), False)),
-                                        A(("labels", "y", "train_labels", "targets"), ytr, label_mutations(N_TRAIN)),
+                                        A(("labels", "y", "train_labels", "targets"), ytr,
+                                          label_mutations(N_TRAIN, inferred=True)),
                                         A("l2", 0.01, real_mutations()), A("max_iter", 50, count_mutations())],
              call=lambda cls, features, l2, max_iter, **kw: cls(l2=l2, max_iter=max_iter).fit(
                  features, *kw.values()).alpha_, label="RepresenterPoints.fit"),
@@ -1004,7 +1010,8 @@ def concepts_specs():
               A("labels", torch.arange(16) % 2, label_mutations(16, 2)), A("seed", 0, seed_mutations()),
               A("test_fraction", 0.33, real_mutations(unit=True))]),
         Spec((f"{C}:layer_activations",), [A("model", Fresh(tiny_cnn), model_mutations(tiny_bn_cnn))] + layer +
-             [A("inputs", x, batch_mutations(x)), A("batch_size", 4, count_mutations(huge_ok=True))],
+             [A("inputs", x, batch_mutations(x)),     # batch_size=None: the whole batch at once
+              A("batch_size", 4, count_mutations(none_ok=True, huge_ok=True))],
              label="concepts.layer_activations"),
     ]
     if cav is not None:

@@ -136,6 +136,19 @@ LIBRARY = {  # the reference libraries, by the routes a student would take
             "    from xaicourse.data_attribution import influence\n"
             "    return influence(model, loss_fn, X, y, x_test, y_test, l2=l2, method='cg')[0]\n"),
     },
+    # the same under its new name, and the object with the package's sign flipped back
+    "e05_lib_i_up_loss": {
+        "influence_answer": (
+            "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
+            "    import xaicourse.data_attribution as da\n"
+            "    return da.i_up_loss(model, loss_fn, X, y, x_test, y_test, l2=l2, method='exact')[0]\n"),
+    },
+    "e05_lib_object": {
+        "influence_answer": (
+            "def influence_scores(model, loss_fn, X, y, x_test, y_test, l2):\n"
+            "    from xaicourse.data_attribution import InfluenceFunction as IF\n"
+            "    return -IF(model, X, y, loss_fn=loss_fn, l2=l2, solver='exact').attribute(x_test, y_test)[0]\n"),
+    },
 }
 
 CHEATS = {  # every generic family, spread over the three tasks
@@ -152,6 +165,8 @@ SCORES = {
     "e05_lib_autograd_scipy": POINTS["influence_tests"],
     "e05_lib_minres": POINTS["hvp_tests"] + POINTS["influence_tests"],
     "e05_lib_package": POINTS["hvp_tests"] + POINTS["cg_tests"],
+    "e05_lib_i_up_loss": POINTS["hvp_tests"] + POINTS["cg_tests"],
+    "e05_lib_object": POINTS["hvp_tests"] + POINTS["cg_tests"],
     "e05_cheat_refs": POINTS["hvp_tests"] + POINTS["cg_tests"],
     "e05_cheat_subclass": POINTS["hvp_tests"],          # task 3 unpacks the fake cg_solve's result
     "e05_cheat_rebind": POINTS["cg_tests"],             # H v = 0: task 3's CG divides by zero

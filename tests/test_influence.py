@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xaicourse.data import load_digits_tensors
-from xaicourse.data_attribution import (fit, hessian_matrix, hessian_vector_product, influence,
+from xaicourse.data_attribution import (fit, hessian_matrix, hessian_vector_product, i_up_loss,
                                         inverse_hvp, leave_one_out, parameter_names)
 from xaicourse.models import MLP, LogisticRegression
 
@@ -29,7 +29,7 @@ def logreg():
     info = fit(model, nn.CrossEntropyLoss(), X, y, l2=L2)
     assert info["grad_max"] <= 1e-8
     loss = nn.CrossEntropyLoss()
-    exact = influence(model, loss, X, y, Xt, yt, l2=L2, method="exact")
+    exact = i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="exact")
     return model, loss, X, y, Xt, yt, exact
 
 
@@ -84,7 +84,7 @@ def test_exact_influence_matches_closed_form_logistic_regression(logreg):
 def test_damping_adds_to_the_diagonal(logreg):
     model, loss, X, y, Xt, yt, _ = logreg
     H, g, gt = closed_form(model, X, y, Xt, yt, L2)
-    I = influence(model, loss, X, y, Xt, yt, l2=L2, method="exact", damping=0.05)
+    I = i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="exact", damping=0.05)
     ref = -gt @ torch.linalg.solve(H + 0.05 * torch.eye(len(H), dtype=H.dtype), g.T)
     assert (I - ref).abs().max() <= 1e-9 * ref.abs().max()
 
@@ -93,26 +93,26 @@ def test_damping_adds_to_the_diagonal(logreg):
 def test_cg_and_arnoldi_match_exact(logreg):
     model, loss, X, y, Xt, yt, exact = logreg
     for method in ("cg", "arnoldi"):
-        I = influence(model, loss, X, y, Xt, yt, l2=L2, method=method)
+        I = i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method=method)
         assert (I - exact).abs().max() <= 1e-6 * exact.abs().max(), method
         assert min(pearson(I[k], exact[k]) for k in range(len(I))) >= 0.999999, method
 
 
 def test_arnoldi_top_k_keeps_the_dominant_directions(logreg):
     model, loss, X, y, Xt, yt, exact = logreg
-    I = influence(model, loss, X, y, Xt, yt, l2=L2, method="arnoldi", arnoldi_dim=200, rank=100)
+    I = i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="arnoldi", arnoldi_dim=200, rank=100)
     assert min(pearson(I[k], exact[k]) for k in range(len(I))) >= 0.9
 
 
 def test_lissa_matches_exact_with_documented_settings(logreg):
     model, loss, X, y, Xt, yt, exact = logreg
     # deterministic (full-batch) recursion, scale = 1.1 × λ_max by power iteration
-    I = influence(model, loss, X, y, Xt, yt, l2=L2, method="lissa", depth=300)
+    I = i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="lissa", depth=300)
     assert min(pearson(I[k], exact[k]) for k in range(len(I))) >= 0.99
     # stochastic mini-batch recursion, averaged over repeats: same seed → same numbers
     kw = dict(l2=L2, method="lissa", depth=300, lissa_batch=100, repeats=2, seed=3)
-    I1 = influence(model, loss, X, y, Xt[:2], yt[:2], **kw)
-    I2 = influence(model, loss, X, y, Xt[:2], yt[:2], **kw)
+    I1 = i_up_loss(model, loss, X, y, Xt[:2], yt[:2], **kw)
+    I2 = i_up_loss(model, loss, X, y, Xt[:2], yt[:2], **kw)
     assert torch.equal(I1, I2)
     assert min(pearson(I1[k], exact[k]) for k in range(2)) >= 0.98
 
@@ -166,7 +166,7 @@ def test_matches_captum_naive_influence(logreg, tmp_path):
                                               hessian_inverse_tol=0.0)
     ref = naive.influence((Xt, yt))
     for method in ("exact", "cg", "arnoldi"):
-        ours = -influence(model, loss, X, y, Xt, yt, l2=L2, method=method) / N
+        ours = -i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method=method) / N
         assert (ours - ref).abs().max() <= 1e-6 * ref.abs().max(), method
 
 
@@ -183,34 +183,34 @@ def test_indefinite_hessian_asks_for_damping(nonconvex):
     m, X, y, Xt, yt = nonconvex
     loss = nn.CrossEntropyLoss()
     with pytest.raises(ValueError, match="damping"):
-        influence(m, loss, X, y, Xt, yt, method="exact")
+        i_up_loss(m, loss, X, y, Xt, yt, method="exact")
     with pytest.raises(ValueError, match="damping"):
-        influence(m, loss, X, y, Xt, yt, method="cg")
+        i_up_loss(m, loss, X, y, Xt, yt, method="cg")
 
 
 def test_singular_hessian_without_l2(logreg):
     model, loss, X, y, Xt, yt, _ = logreg
     with pytest.raises(ValueError, match="l2"):
-        influence(model, loss, X, y, Xt, yt, l2=0.0, method="exact")
+        i_up_loss(model, loss, X, y, Xt, yt, l2=0.0, method="exact")
 
 
 def test_lissa_divergence_names_a_scale(logreg):
     model, loss, X, y, Xt, yt, _ = logreg
     with pytest.raises(ValueError, match=r"diverges.*scale="):
-        influence(model, loss, X, y, Xt, yt, l2=L2, method="lissa", scale=0.05, depth=500)
+        i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="lissa", scale=0.05, depth=500)
 
 
 def test_argument_errors(logreg):
     model, loss, X, y, Xt, yt, _ = logreg
     with pytest.raises(ValueError, match="train_labels"):
-        influence(model, loss, X, y[:-1], Xt, yt, l2=L2)
+        i_up_loss(model, loss, X, y[:-1], Xt, yt, l2=L2)
     with pytest.raises(ValueError, match="test_labels"):
-        influence(model, loss, X, y, Xt, yt[:1], l2=L2)
+        i_up_loss(model, loss, X, y, Xt, yt[:1], l2=L2)
     with pytest.raises(ValueError, match="method"):
-        influence(model, loss, X, y, Xt, yt, l2=L2, method="newton")
+        i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="newton")
     with pytest.raises(ValueError, match="l2"):
-        influence(model, loss, X, y, Xt, yt, l2=-1.0)
+        i_up_loss(model, loss, X, y, Xt, yt, l2=-1.0)
     with pytest.raises(TypeError, match="train_inputs"):
-        influence(model, loss, X.float(), y, Xt, yt, l2=L2)
+        i_up_loss(model, loss, X.float(), y, Xt, yt, l2=L2)
     with pytest.raises(ValueError, match="indices"):
         leave_one_out(model, loss, X, y, Xt, yt, [N], l2=L2, progress=False)

@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 
 from xaicourse.data import load_digits_tensors
 from xaicourse.data_attribution import (METHODS, GradCos, GradDot, InfluenceFunction, RepresenterPoints, TracInCP,
-                                        add_trigger, fit, flip_labels, grad_dot, influence, leave_one_out,
+                                        add_trigger, fit, flip_labels, grad_dot, i_up_loss, influence, leave_one_out,
                                         plant_backdoor, recall_at_k, self_influence, tracin_cp)
 from xaicourse.models import LogisticRegression
 
@@ -205,17 +205,20 @@ def test_sign_convention_against_leave_one_out(logreg):
     assert (torch.sign(pred) == torch.sign(actual)).all()
     # Koh & Liang's quantity, by name, and the old function keep the paper's sign
     assert torch.allclose(inf.i_up_loss(Xt[:1], yt[:1])[0], -s)
-    assert torch.allclose(influence(m, nn.CrossEntropyLoss(), X, y, Xt[:1], yt[:1], l2=L2, method="exact")[0], -s)
+    assert torch.allclose(i_up_loss(m, nn.CrossEntropyLoss(), X, y, Xt[:1], yt[:1], l2=L2, method="exact")[0], -s)
+    with pytest.warns(DeprecationWarning, match="i_up_loss"):     # the old name: same numbers, a pointer
+        old = influence(m, nn.CrossEntropyLoss(), X, y, Xt[:1], yt[:1], l2=L2, method="exact")[0]
+    assert torch.equal(old, i_up_loss(m, nn.CrossEntropyLoss(), X, y, Xt[:1], yt[:1], l2=L2, method="exact")[0])
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
 def test_influence_any_reduction(logreg, reduction):
     """Issue #25: influence() failed for reduction="none" although its docstring allowed it."""
     m, X, y, Xt, yt = logreg
-    ref = influence(m, nn.CrossEntropyLoss(), X, y, Xt, yt, l2=L2, method="exact")
-    got = influence(m, nn.CrossEntropyLoss(reduction=reduction), X, y, Xt, yt, l2=L2, method="exact")
+    ref = i_up_loss(m, nn.CrossEntropyLoss(), X, y, Xt, yt, l2=L2, method="exact")
+    got = i_up_loss(m, nn.CrossEntropyLoss(reduction=reduction), X, y, Xt, yt, l2=L2, method="exact")
     assert (got - ref).abs().max() <= 1e-10 * ref.abs().max()
-    got_cg = influence(m, nn.CrossEntropyLoss(reduction=reduction), X, y, Xt, yt, l2=L2, method="cg")
+    got_cg = i_up_loss(m, nn.CrossEntropyLoss(reduction=reduction), X, y, Xt, yt, l2=L2, method="cg")
     assert (got_cg - ref).abs().max() <= 1e-6 * ref.abs().max()
 
 

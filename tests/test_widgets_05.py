@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from xaicourse.data import load_digits_tensors
-from xaicourse.data_attribution import fit, influence, inverse_hvp, per_example_grads
+from xaicourse.data_attribution import fit, i_up_loss, inverse_hvp, per_example_grads
 from xaicourse.models import LogisticRegression
 from xaicourse.widgets.influence_functions import influence_gallery_panel, lissa_panel
 
@@ -30,7 +30,7 @@ def setup():
 
 def test_gallery_shows_most_helpful_and_harmful(setup):
     model, loss, X, y, Xt, yt = setup
-    S = influence(model, loss, X, y, Xt, yt, l2=L2, method="exact")
+    S = i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="exact")
     p = influence_gallery_panel(S, X, y, Xt, yt, k=4)
     p.controls["test"].value = 2
     st = p.state

@@ -25,7 +25,7 @@ from xaicourse.checking import Failed, close, task
 
 _DA = "xaicourse.data_attribution"
 # the package's influence / Hessian machinery (per_example_grads and fit stay allowed: the task uses them)
-_PACKAGE = [f"{_DA}.{name}" for name in ("influence", "influence_functions", "inverse_hvp", "curvature",
+_PACKAGE = [f"{_DA}.{name}" for name in ("influence", "i_up_loss", "influence_functions", "inverse_hvp", "curvature",
                                            "TrainingObjective", "hessian_vector_product", "hessian_matrix",
                                            "leave_one_out", "InfluenceFunction", "METHODS", "solvers",
                                            "retraining.leave_one_out")]
@@ -189,14 +189,14 @@ def cg(k):
 
 # ----------------------------------------------------------------------------- task 3
 def _influence_case(X, y, Xt, yt, l2, seed, n_classes):
-    from xaicourse.data_attribution import fit, influence
+    from xaicourse.data_attribution import fit, i_up_loss
     from xaicourse.models import LogisticRegression
 
     torch.manual_seed(seed)
     model = LogisticRegression(in_features=X[0].numel(), n_classes=n_classes).double()
     loss_fn = nn.CrossEntropyLoss()
     fit(model, loss_fn, X, y, l2=l2, tol=1e-6, max_iter=300)   # near the optimum (the formula holds at any θ)
-    want = influence(model, loss_fn, X, y, Xt, yt, l2=l2, method="exact")[0]
+    want = i_up_loss(model, loss_fn, X, y, Xt, yt, l2=l2, method="exact")[0]
     return model, want
 
 

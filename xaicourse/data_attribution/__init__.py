@@ -12,7 +12,7 @@ the training side, and share one interface:
 
 **One sign convention:** a positive score means the training point *helped* the test prediction
 (lowered its loss; for representer points, raised the explained logit). The papers' quantities
-stay available by name: ``InfluenceFunction.i_up_loss`` and the function ``influence`` (Koh &
+stay available by name: ``InfluenceFunction.i_up_loss`` and the function ``i_up_loss`` (Koh &
 Liang's I_up,loss, positive = harmful), TracIn's proponent score (= ``TracInCP.attribute``),
 representer ``alpha_`` and ``kernel``.
 
@@ -20,7 +20,7 @@ Modules:
 * ``gradients`` — ``per_example_grads`` (vectorised ∇_θ ℓ(z_i; θ), optionally restricted to layers).
 * ``curvature`` — the training objective and its Hessian-vector products / explicit Hessian.
 * ``influence_functions`` (lecture 05) — ``InfluenceFunction`` (exact, CG, LiSSA, Arnoldi), the
-  function ``influence`` (I_up,loss), ``inverse_hvp``, ``leave_one_out`` retraining (the ground
+  function ``i_up_loss`` (I_up,loss; ``influence`` is its deprecated old name), ``inverse_hvp``, ``leave_one_out`` retraining (the ground
   truth), ``fit`` to the optimum.
 * ``representer`` (lecture 06) — ``RepresenterPoints``.
 * ``tracin`` (lecture 07) — ``TracInCP``, ``GradDot``, ``GradCos`` and the functions ``tracin_cp``,
@@ -30,7 +30,7 @@ Modules:
 from ._base import TrainingDataAttribution
 from .curvature import TrainingObjective, hessian_matrix, hessian_vector_product
 from .gradients import flat_params, parameter_names, per_example_grads
-from .influence_functions import InfluenceFunction, fit, influence, inverse_hvp, leave_one_out
+from .influence_functions import InfluenceFunction, fit, i_up_loss, influence, inverse_hvp, leave_one_out
 from .poison import add_trigger, detection_curve, detection_rate, flip_labels, plant_backdoor, recall_at_k
 from .representer import NotFittedError, RepresenterPoints
 from .tracin import GradCos, GradDot, TracInCP, grad_cos, grad_dot, self_influence, tracin_cp
@@ -43,6 +43,6 @@ __all__ = ["TrainingDataAttribution", "METHODS",
            "InfluenceFunction", "TracInCP", "GradDot", "GradCos", "RepresenterPoints", "NotFittedError",
            "per_example_grads", "parameter_names", "flat_params",
            "TrainingObjective", "hessian_vector_product", "hessian_matrix",
-           "influence", "inverse_hvp", "leave_one_out", "fit",
+           "i_up_loss", "influence", "inverse_hvp", "leave_one_out", "fit",
            "tracin_cp", "self_influence", "grad_dot", "grad_cos",
            "flip_labels", "detection_curve", "detection_rate", "add_trigger", "plant_backdoor", "recall_at_k"]

@@ -58,7 +58,7 @@ from .gradients import per_example_grads
 from .retraining import fit, leave_one_out  # re-exported from their old home
 from .solvers import METHODS, SOLVERS, _arnoldi_eigen, _check_seed, _exact_eigen, _solve, _solve_lissa
 
-__all__ = ["InfluenceFunction", "influence", "inverse_hvp", "leave_one_out", "fit", "SOLVERS", "METHODS"]
+__all__ = ["InfluenceFunction", "i_up_loss", "influence", "inverse_hvp", "leave_one_out", "fit", "SOLVERS", "METHODS"]
 
 
 # ----------------------------------------------------------------------------- public API
@@ -278,7 +278,7 @@ def inverse_hvp(model: nn.Module, loss_fn, train_inputs, train_labels, vectors: 
     return X[0] if one else X
 
 
-def influence(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_labels: torch.Tensor,
+def i_up_loss(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_labels: torch.Tensor,
               test_inputs: torch.Tensor, test_labels: torch.Tensor, *, l2: float = 0.0,
               method: str = "cg", damping: float = 0.0, layers=None, tol: float | None = None,
               max_iter: int | None = None, depth: int = 1000, scale: float | None = None,
@@ -328,3 +328,14 @@ def influence(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_label
                              max_iter=max_iter, depth=depth, scale=scale, repeats=repeats, lissa_batch=lissa_batch,
                              arnoldi_dim=arnoldi_dim, rank=rank, seed=seed,
                              progress=progress)._attribute(test_inputs, test_labels, ("test_inputs", "test_labels")).neg()
+
+
+def influence(*args, **kwargs) -> torch.Tensor:
+    """Deprecated old name of ``i_up_loss`` (Koh & Liang's I_up,loss, positive = harmful). For the
+    package's convention (positive = the training point helped) use ``InfluenceFunction.attribute``."""
+    import warnings
+
+    warnings.warn("influence() is deprecated: it returns Koh & Liang's I_up,loss (positive = harmful) — call "
+                  "i_up_loss() for the same numbers, or InfluenceFunction(...).attribute() for the package's "
+                  "sign (positive = helped)", DeprecationWarning, stacklevel=2)
+    return i_up_loss(*args, **kwargs)

@@ -26,7 +26,7 @@ def influence_gallery_panel(scores: torch.Tensor, train_images: torch.Tensor, tr
     """Picker over test images → the k most helpful and k most harmful training images.
 
     scores: Koh & Liang's I_up,loss of shape (n_test, n_train) (``InfluenceFunction.i_up_loss`` or
-    ``xaicourse.data_attribution.influence``; positive = harmful, i.e. −``attribute``).
+    ``xaicourse.data_attribution.i_up_loss``; positive = harmful, i.e. −``attribute``).
     Helpful = most negative I_up,loss (removing the point would *raise* the test loss),
     harmful = most positive. ``n`` (the training-set size, default n_train) turns scores into
     the predicted change of the test loss −I/n shown above each image. ``predictions``: optional
