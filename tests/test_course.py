@@ -32,6 +32,20 @@ def test_notebook_executes_in_quick_mode(built, nb):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_notebook_speaks_the_current_api(built, nb):
+    """Issue #25: lectures and solutions use the one vocabulary. A DeprecationWarning raised by a
+    notebook's own code (the package's renamed arguments and functions point their warnings at the
+    caller: a cell, shown as an ipykernel file) means a call site was not updated."""
+    _, results = built
+    r = results[nb]
+    stale = [line for c in r.nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if o.get("output_type") == "stream" for line in o.get("text", "").splitlines()
+             if "DeprecationWarning" in line and "ipykernel" in line]
+    assert stale == [], stale
+
+
+@pytest.mark.slow
 def test_site_index_links_every_lecture(built, sites):
     out, results = built
     for site_dir in (sites.student, sites.instructor):
