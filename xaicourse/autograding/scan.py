@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ast
 
+from ..checking import _dotted  # the one reader of dotted names (the import scan uses it too)
+
 
 _FLAG_ATTRS = {"__code__": "swaps a function's code", "__globals__": "reads function globals",
                "__builtins__": "touches builtins", "__class__": "rewrites classes",
@@ -79,13 +81,3 @@ def scan_answer(source: str) -> list[str]:
                         and (base.id in imported or base.id in _KNOWN_MODULES):
                     reasons[f"{_MODULE_ATTR_WRITE} ({_dotted(t) or base.id})"] = None
     return list(reasons)
-
-
-def _dotted(node) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        return ".".join([node.id] + parts[::-1])
-    return None
