@@ -184,6 +184,23 @@ async def _execute(client, nb, *, deadline: float, idle_grace: float, progress) 
     return recovered
 
 
+async def _polite_shutdown(client, wait: float = 5.0) -> None:
+    """Ask the kernel to exit (shutdown_request) and wait for it. jupyter_client's own shutdown
+    interrupts the kernel first (SIGINT); a live kernel that is still busy (e.g. closing a widget
+    comm) can log that as "KeyboardInterrupt caught in kernel" — the likely source of the stray
+    message issue #27 saw after lecture 00 (not reproduced here). A kernel that has already
+    exited gets nothing to log."""
+    from jupyter_core.utils import ensure_async
+
+    try:
+        client.kc.shutdown()
+        t_end = time.monotonic() + wait
+        while time.monotonic() < t_end and await ensure_async(client.km.is_alive()):
+            await asyncio.sleep(0.1)
+    except Exception:       # the context manager's cleanup still stops it
+        pass
+
+
 def run_here(path: Path, *, quick: bool = False, cell_timeout: float | None = None,
              deadline: float | None = None, idle_grace: float = 60.0, threads: int | None = None,
              kernel: str = "python3", progress=print) -> RunResult:
@@ -208,7 +225,9 @@ def run_here(path: Path, *, quick: bool = False, cell_timeout: float | None = No
         client.reset_execution_trackers()
         async with client.async_setup_kernel(env=env):
             progress(f"[kernel-pid {client.km.provisioner.pid if client.km.provisioner else 0}]")
-            return await _execute(client, nb, deadline=end, idle_grace=idle_grace, progress=progress)
+            recovered = await _execute(client, nb, deadline=end, idle_grace=idle_grace, progress=progress)
+            await _polite_shutdown(client)
+            return recovered
 
     try:
         recovered = asyncio.run(main())
