@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .._torch import eval_on
-from .._validate import as_tensor, check_int, check_real
+from .._validate import as_tensor, check_int, check_real, renamed
 from ._base import check_data, check_loss, n_outputs  # noqa: F401 — re-exported (their old home)
 from .gradients import flat_params, parameter_names
 
@@ -159,17 +159,18 @@ class TrainingObjective:
         self._graph = None
 
 
-def hessian_vector_product(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor,
+@renamed(targets="labels")
+def hessian_vector_product(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor,
                            vectors: torch.Tensor, *, layers=None, l2: float = 0.0, damping: float = 0.0,
                            batch_size: int | None = None) -> torch.Tensor:
     """(H + damping·I) v by double backprop, H the Hessian of the mean training loss over
-    (inputs, targets) plus (l2/2)‖θ‖², at the model's current parameters.
+    (inputs, labels) plus (l2/2)‖θ‖², at the model's current parameters.
 
     vectors: (P,) or (k, P) in the order of ``parameter_names(model, layers)``. Returns the same
     shape. The model is evaluated in eval mode and left as found.
     """
-    x, y = check_data(model, inputs, targets, "inputs", "targets")
-    check_loss(model, loss_fn, x, y, "targets")
+    x, y = check_data(model, inputs, labels, "inputs", "labels")
+    check_loss(model, loss_fn, x, y, "labels")
     obj = TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2, damping=damping,
                             batch_size=batch_size)
     if not isinstance(vectors, torch.Tensor):
@@ -181,13 +182,14 @@ def hessian_vector_product(model: nn.Module, loss_fn, inputs: torch.Tensor, targ
     return obj.hvp(vectors)
 
 
-def hessian_matrix(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, *,
+@renamed(targets="labels")
+def hessian_matrix(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor, *,
                    layers=None, l2: float = 0.0, damping: float = 0.0, max_params: int = 10_000
                    ) -> torch.Tensor:
     """The explicit Hessian (P, P) of the training objective (see the module docstring).
     Refuses more than ``max_params`` parameters (P² numbers); restrict ``layers`` instead."""
-    x, y = check_data(model, inputs, targets, "inputs", "targets")
-    check_loss(model, loss_fn, x, y, "targets")
+    x, y = check_data(model, inputs, labels, "inputs", "labels")
+    check_loss(model, loss_fn, x, y, "labels")
     max_params = check_int("max_params", max_params, min=1)
     obj = TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2, damping=damping)
     if obj.dim > max_params:

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._torch import eval_on, resolve_layer
-from .._validate import check_int
+from .._validate import check_int, renamed
 from ._base import check_data, check_loss, check_loss_fn
 
 __all__ = ["parameter_names", "flat_params", "per_example_grads"]
@@ -46,27 +46,28 @@ def flat_params(model: nn.Module, names) -> torch.Tensor:
     return torch.cat([params[n].detach().reshape(-1) for n in names])
 
 
-def per_example_grads(model: nn.Module, loss_fn, inputs: torch.Tensor, targets: torch.Tensor, *,
+@renamed(targets="labels")
+def per_example_grads(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor, *,
                       layers=None, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
     """G[i] = ∇_θ ℓ(model(x_i), y_i) flattened over the chosen parameters → (N, P).
 
     model: evaluated in eval mode (restored afterwards). loss_fn: e.g. ``nn.CrossEntropyLoss()``
-    (any reduction, "none" included: it sees one example at a time). inputs (N, ...), targets (N,) class labels
+    (any reduction, "none" included: it sees one example at a time). inputs (N, ...), labels (N,) class labels
     (or any per-example target ``loss_fn`` accepts). layers: restrict θ to these layers'
     parameters (see ``parameter_names``). Columns follow ``parameter_names(model, layers)``.
     """
     from torch.func import functional_call, grad, vmap
 
     check_loss_fn(loss_fn)
-    x, targets = check_data(model, inputs, targets, "inputs", "targets")
-    check_loss(model, loss_fn, x, targets, "targets")
+    x, labels = check_data(model, inputs, labels, "inputs", "labels")
+    check_loss(model, loss_fn, x, labels, "labels")
     batch_size = check_int("batch_size", batch_size, min=1)
     names = parameter_names(model, layers)
     params = dict(model.named_parameters())
     chosen = {n: params[n].detach() for n in names}
     fixed = {n: p.detach() for n, p in params.items() if n not in chosen}
     buffers = dict(model.named_buffers())
-    y = targets.to(x.device)
+    y = labels.to(x.device)
 
     def loss_one(theta, xi, yi):
         out = functional_call(model, ({**fixed, **theta}, buffers), (xi[None],))
