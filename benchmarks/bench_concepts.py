@@ -183,7 +183,7 @@ def main():
         for eps in eps_list:
             row = f"{kind:12s}{eps * 255:>5.0f}/"
             for meth in ATTACK_METHODS:
-                r = attack_attribution(m, meth, x, kind=kind, eps=eps, n_steps=30 if not args.quick else 10, k=50,
+                r = attack_attribution(m, meth, x, kind=kind, eps=eps, n_iter=30 if not args.quick else 10, k=50,
                                        confidence_tol=0.05, **opts.get(meth, {}))
                 per_image[(kind, eps, meth)] = r.topk_intersection
                 row += f"{r.topk_intersection.mean():>12.3f}{r.spearman.mean():>7.3f}{r.moved.float().mean():>5.2f}"

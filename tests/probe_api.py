@@ -1039,10 +1039,10 @@ def robustness_specs():
     return [
         Spec((f"{R}:attack_attribution",), model_args() + [A("attribution_fn", "grad_cam", []), A("layer", "conv1"),
                                                           A("kind", "center", []), A("eps", 0.05),
-                                                          A(("n_steps", "steps"), 2)], label="attack_attribution (grad_cam)"),
+                                                          A(("n_iter", "steps"), 2)], label="attack_attribution (grad_cam)"),
         Spec((f"{R}:attack_attribution",), model_args() + [
             A("attribution_fn", "gradient", choice_mutations()), A("kind", "topk", choice_mutations()),
-            A("eps", 0.05, real_mutations()), A(("n_steps", "steps"), 2, count_mutations()),
+            A("eps", 0.05, real_mutations()), A(("n_iter", "steps"), 2, count_mutations()),
             A("k", 5, bounded_int_mutations(64)), A("seed", 0, seed_mutations())]),
         Spec((f"{R}:attribution_map",), [A("method", "gradient", choice_mutations())] + model_args() +
              [A("n_samples", 2, count_mutations()), A("n_steps", 4, count_mutations())]),

@@ -76,7 +76,7 @@ def test_relu_map_gradient_vanishes_but_surrogate_does_not(cnn, x):
 def test_attack_keeps_constraints(cnn, x, kind):
     eps = 8 / 255
     p0 = torch.softmax(cnn(x), 1)
-    r = R.attack_attribution(cnn, "gradient", x, kind=kind, eps=eps, n_steps=6, k=20, confidence_tol=0.05)
+    r = R.attack_attribution(cnn, "gradient", x, kind=kind, eps=eps, n_iter=6, k=20, confidence_tol=0.05)
     assert (r.delta_linf <= eps + 1e-6).all()
     assert r.inputs.min() >= 0 and r.inputs.max() <= 1
     p1 = torch.softmax(cnn(r.inputs), 1)
@@ -90,7 +90,7 @@ def test_attack_keeps_constraints(cnn, x, kind):
 
 
 def test_topk_attack_needs_the_surrogate(cnn, x):
-    kw = dict(kind="topk", eps=16 / 255, n_steps=10, k=20, confidence_tol=None)
+    kw = dict(kind="topk", eps=16 / 255, n_iter=10, k=20, confidence_tol=None)
     stuck = R.attack_attribution(cnn, "gradient", x, beta=None, **kw)     # ReLU: zero map gradient
     assert stuck.delta_linf.max() == 0 and (stuck.topk_intersection == 1).all()
     tk = R.attack_attribution(cnn, "gradient", x, beta=10.0, **kw)
@@ -116,6 +116,6 @@ def test_bad_inputs(cnn, x):
     with pytest.raises(ValueError, match="k must be"):
         R.attack_attribution(cnn, "gradient", x, k=10_000)
     with pytest.raises(ValueError, match="layer 'nope'"):
-        R.attack_attribution(cnn, "grad_cam", x, layer="nope", n_steps=1)
+        R.attack_attribution(cnn, "grad_cam", x, layer="nope", n_iter=1)
     with pytest.raises(ValueError, match="same shape"):
         R.topk_intersection(torch.zeros(1, 4), torch.zeros(1, 5), 2)

@@ -43,7 +43,7 @@ def test_attack_panel(setup):
     p.controls["kind"].value = "center"
     p.controls["eps"].value = 8 / 255
     s = p.state
-    ref = attack_attribution(m, "integrated_gradients", x[:1], kind="center", eps=8 / 255, n_steps=3, k=10)
+    ref = attack_attribution(m, "integrated_gradients", x[:1], kind="center", eps=8 / 255, n_iter=3, k=10)
     assert s.topk_intersection == pytest.approx(ref.topk_intersection.item())
     assert s.spearman == pytest.approx(ref.spearman.item())
     assert s.prediction_kept and s.delta_linf <= 8 / 255 + 1e-6

@@ -34,7 +34,7 @@ Public API
     topk_intersection(a, b, k)                    — (N,)
     rank_correlation(a, b)                        — (N,)
     center_of_mass(maps)                          — (N, 2) (row, col)
-    attack_attribution(model, attribution_fn, inputs, target, kind="topk", eps=..., n_steps=..., k=...) → AttackResult
+    attack_attribution(model, attribution_fn, inputs, target, kind="topk", eps=..., n_iter=..., k=...) → AttackResult
 """
 from __future__ import annotations
 
@@ -226,24 +226,25 @@ def _normalised(m: torch.Tensor) -> torch.Tensor:
     return m / m.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
 
 
-@renamed(x="inputs", steps="n_steps")
+@renamed(x="inputs", steps="n_iter")
 def attack_attribution(model, attribution_fn, inputs, target=None, kind: str = "topk", eps: float = 8 / 255,
-                       n_steps: int = 30, k: int = 50, step_size: float | None = None, beta: float | None = 10.0,
+                       n_iter: int = 30, k: int = 50, step_size: float | None = None, beta: float | None = 10.0,
                        confidence_tol: float | None = 0.05, keep_weight: float = 0.0, orthogonal: bool = True, seed: int = 0,
                        clamp=(0.0, 1.0),
                        **map_options) -> AttackResult:
-    """Perturb ``x`` within ‖δ‖∞ ≤ ``eps`` so that the attribution map changes while the
-    prediction does not (Ghorbani et al. 2019).
+    """Perturb ``inputs`` within ‖δ‖∞ ≤ ``eps`` so that the attribution map changes while the
+    prediction does not (Ghorbani et al. 2019). The attack's iterations are ``n_iter``, a name of
+    their own: ``n_steps`` among the map options is integrated gradients' path steps.
 
     attribution_fn: a name in ``ATTACK_METHODS`` ("gradient", "smoothgrad",
         "integrated_gradients", "grad_cam"; options such as n_samples, sigma, n_steps, layer go in
         ``map_options``) or a callable ``fn(model, x, target, create_graph) -> (N, H, W)``
         non-negative maps, differentiable in x when create_graph=True.
     inputs: (N, C, H, W) images; target: the class whose map is explained (None: the prediction).
-    kind: "random_sign" (``n_steps`` draws of ε·sign(z), the first feasible one kept), "topk"
+    kind: "random_sign" (``n_iter`` draws of ε·sign(z), the first feasible one kept), "topk"
         (minimise the normalised map's mass on the original top-k pixels) or "center"
         (maximise the shift of its centre of mass) — sign-gradient steps of ``step_size``
-        (default 2.5·ε/n_steps) projected onto the ε-ball ∩ ``clamp`` box.
+        (default 2.5·ε/n_iter) projected onto the ε-ball ∩ ``clamp`` box.
     beta: softplus β of the smooth surrogate whose maps give the attack's gradients (None: use
         the model itself — for a ReLU network the gradients then vanish; see module docstring).
     confidence_tol: also require |p_k(x + δ) − p_k(x)| ≤ tol·p_k(x) for the softmax confidence of
@@ -260,7 +261,7 @@ def attack_attribution(model, attribution_fn, inputs, target=None, kind: str = "
     x = _check_x(model, inputs, "inputs")
     check_choice("kind", kind, ATTACK_KINDS)
     eps = _check_eps(eps)
-    steps = check_int("n_steps", n_steps, min=1)
+    steps = check_int("n_iter", n_iter, min=1)
     seed = check_int("seed", seed, min=0)
     N, _, H, W = x.shape
     k = check_int("k", k, min=1, max=H * W)

@@ -78,7 +78,7 @@ def attack_panel(model, images, methods=("gradient", "smoothgrad", "integrated_g
     def draw(image, method, kind, eps):
         key = (image, method, kind, eps)
         if key not in cache:
-            cache[key] = attack_attribution(model, method, images[image:image + 1], kind=kind, eps=eps, n_steps=steps,
+            cache[key] = attack_attribution(model, method, images[image:image + 1], kind=kind, eps=eps, n_iter=steps,
                                             k=k, confidence_tol=confidence_tol, **map_options.get(method, {}))
         r = cache[key]
         with torch.no_grad():
