@@ -241,13 +241,3 @@ def grade(root: Path, submissions: Path, out_csv: Path, timeout: int = 120, log=
     from . import autograding
 
     return autograding.grade(root, submissions, out_csv, timeout=timeout, log=log, **options)
-
-
-def _last_error(text: str) -> str:
-    """The most telling error line of an nbgrader log (the exception, not the boilerplate)."""
-    lines = [l.strip() for l in text.splitlines()]
-    for l in reversed(lines):
-        if l.startswith(("nbclient.exceptions.", "RuntimeError", "ValueError")) or "Kernel died" in l:
-            return l[:300]
-    errs = [l for l in lines if "ERROR" in l and "see the the above traceback" not in l]
-    return (errs[-1] if errs else lines[-1] if lines else "unknown")[:300]

@@ -17,11 +17,6 @@ c.LimitOutput.max_length = 20000
 '''
 
 
-def _preprocessor_base():
-    from nbgrader.preprocessors import NbGraderPreprocessor
-    return NbGraderPreprocessor
-
-
 class _LazyBase:
     """nbgrader is imported only when the preprocessors are used (inside nbgrader itself)."""
 
