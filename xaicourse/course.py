@@ -34,11 +34,11 @@ def find_root(start: str | os.PathLike | None = None) -> Path:
 
 
 def lecture_notebooks(root: Path) -> list[Path]:
-    return sorted((Path(root) / "lectures").glob("[0-9][0-9]_*.ipynb"))
+    return sorted((Path(root) / "lectures").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def solution_notebooks(root: Path) -> list[Path]:
-    return sorted((Path(root) / "solutions").glob("[0-9][0-9]_*/*.ipynb"))
+    return sorted((Path(root) / "solutions").glob("[0-9][0-9]*_*/*.ipynb"))
 
 
 # ----------------------------------------------------------------------------- execution
@@ -112,7 +112,7 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
     if only:
         notebooks = [p for p in notebooks if only in p.name or only in p.parent.name]
     has_exercises = (root / "exercises").is_dir() and any(
-        only is None or only in p.name for p in (root / "exercises").glob("[0-9][0-9]_*"))
+        only is None or only in p.name for p in (root / "exercises").glob("[0-9][0-9]*_*"))
     if not notebooks and not has_exercises:
         raise ValueError(f"no notebooks to build (only={only!r})")
     jobs = default_jobs(len(notebooks)) if jobs is None else max(1, int(jobs))

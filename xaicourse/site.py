@@ -143,7 +143,7 @@ def write_site(root: Path, out: Path, results, *, instructor: bool = False, quic
 
     lectures = [r for r in results if r.path.parent.name == "lectures"]
     solutions = [r for r in results if r.path.parent.parent.name == "solutions"] if instructor else []
-    ex_dirs = sorted(p for p in (root / "exercises").glob("[0-9][0-9]_*") if p.is_dir()) \
+    ex_dirs = sorted(p for p in (root / "exercises").glob("[0-9][0-9]*_*") if p.is_dir()) \
         if (root / "exercises").is_dir() else []
     if only:
         ex_dirs = [p for p in ex_dirs if only in p.name]

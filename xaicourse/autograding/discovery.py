@@ -47,7 +47,7 @@ def discover(submissions: Path, known: list[str], roster: list[str] | None = Non
         for ex_dir in ex_dirs:
             ex = ex_dir.name
             if ex not in known:
-                guess = [k for k in known if k.split("_")[0] == ex.split("_")[0][:2]] if ex[:2].isdigit() else []
+                guess = [k for k in known if k.split("_")[0] == ex.split("_")[0]] if ex[:2].isdigit() else []  # "04b" is not "04"
                 if len(guess) == 1:
                     entries.append(Entry(student, guess[0], ex_dir, problem=f"folder {ex!r} graded as {guess[0]}"))
                 else:

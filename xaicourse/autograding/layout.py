@@ -19,7 +19,7 @@ TRUSTED_FILES = ("checks.py",)   # instructor-only files next to a solution: nev
 
 
 def exercise_names(root: Path) -> list[str]:
-    return sorted(p.name for p in (Path(root) / "solutions").glob("[0-9][0-9]_*") if p.is_dir())
+    return sorted(p.name for p in (Path(root) / "solutions").glob("[0-9][0-9]*_*") if p.is_dir())
 
 
 def _course_dir(root: Path, names: list[str], dest: Path | None = None) -> Path:
