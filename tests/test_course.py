@@ -69,6 +69,48 @@ def test_site_index_links_every_lecture(built, sites):
         assert f'href="solutions/{ex}.html"' in index, ex
 
 
+RAW_TEX = re.compile(r"\$|\\[A-Za-z]+|[\^_]\{")  # a dollar, a \command or ^{ / _{ left in the text
+
+
+def raw_tex_in_prose(html: str) -> list[str]:
+    """Prose of a site page (paragraphs, list items, table cells, headings, answers) in which maths
+    did not render: TeX that MathJax will not see because MyST left it outside a math node."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    body = soup.find("main") or soup
+    for el in body.select("script, style, pre, code, .math, .cell_input, .cell_output, .output, .highlight"):
+        el.decompose()
+    found = []
+    for el in body.find_all(["p", "li", "td", "th", "h1", "h2", "h3", "h4", "summary", "dd", "dt"]):
+        text = " ".join(el.get_text(" ").split())
+        if RAW_TEX.search(text):
+            found.append(text[:160])
+    return found
+
+
+def test_raw_tex_detector_sees_what_did_not_render():
+    assert raw_tex_in_prose('<main><p>fine <span class="math">\\(\\alpha_k\\)</span> text</p></main>') == []
+    assert raw_tex_in_prose("<main><p>a stray $ here</p></main>")
+    assert raw_tex_in_prose("<main><li>raw \\alpha_k</li></main>")
+    assert raw_tex_in_prose("<main><p>x in R^{H×W}</p></main>")
+    assert raw_tex_in_prose('<main><div class="cell_output"><p>$5</p></div><pre>\\n</pre></main>') == []
+
+
+@pytest.mark.slow
+def test_site_maths_render_everywhere(sites):
+    """No page of either site shows a `$`, a raw `\\command` or `^{…}` in its prose: display maths that
+    starts mid-paragraph, Unicode maths with TeX exponents, or a stray dollar all fail here."""
+    bad = {}
+    for site_dir in (sites.student, sites.instructor):
+        for page in sorted(list(site_dir.glob("lectures/*.html")) + list(site_dir.glob("exercises/*.html"))
+                           + list(site_dir.glob("solutions/*.html"))):
+            found = raw_tex_in_prose(page.read_text())
+            if found:
+                bad[f"{site_dir.name}/{page.parent.name}/{page.name}"] = found[:3]
+    assert bad == {}, bad
+
+
 @pytest.mark.slow
 def test_student_site_has_no_solution_or_hidden_test(sites):
     """Every line of solution code and hidden tests that the released exercises and lectures do

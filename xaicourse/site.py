@@ -92,6 +92,7 @@ nb_execution_mode = "off"          # the notebooks were executed by `xaicourse b
 nb_merge_streams = True
 nb_ipywidgets_js = {{"widgets/embed.js": {{}}}}   # bundled html-manager: widget state renders offline
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_dmath_double_inline = True    # display maths ($$) that starts inside a paragraph renders too
 mathjax_path = "mathjax/tex-chtml.js"          # bundled MathJax 3: maths renders offline
 exclude_patterns = ["_build", "_nb/**", "**.ipynb_checkpoints"]
 html_theme = "sphinx_book_theme"
