@@ -1,4 +1,5 @@
-"""evaluation.check_axioms (lecture 04): the measured table is the literature's table, and each
+"""evaluation.check_axioms (lecture 04): the measured table is our expected table (EXPECTED, written
+down by us from the papers, not a table printed in one of them), and each
 constructed network does what its docstring says."""
 import pytest
 import torch
@@ -7,7 +8,7 @@ from xaicourse import attribution as A
 from xaicourse.evaluation import AXIOMS, EXPECTED, axioms_table, check_axioms, format_axioms_table, toy_networks
 
 
-def test_axioms_table_is_the_literatures():
+def test_axioms_table_is_our_expected_table():
     table = axioms_table()
     got = {row["method"]: tuple(row[a] for a in AXIOMS) for row in table}
     assert got == EXPECTED, "\n" + format_axioms_table(table)

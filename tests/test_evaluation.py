@@ -150,6 +150,22 @@ def test_label_randomization_decorrelates_the_gradient(tiny):
     r = M.label_randomization(model, tr.images, tr.labels, x[:12], None, "gradient", absolute=False,
                               train_options=dict(epochs=4, lr=3e-3, device="cpu"))
     assert r["rho"].shape == (12,) and r["rho"].mean().abs() < 0.3
+    assert 0 <= r["train_accuracy"] <= 1 and len(r["history"]) == 4
+
+
+def test_label_randomization_memorises_with_a_wider_model_and_its_own_seed():
+    torch.set_num_threads(1)
+    model = models.SmallCNN(3, 4, width=4).eval()
+    tr = data.make_shapes(64, size=16, seed=2)
+    x = tr.images[:4]
+    wide = models.SmallCNN(3, 4, width=8, hidden=128)
+    r = M.label_randomization(model, tr.images, tr.labels, x, 0, "gradient", random_model=wide,
+                              train_options=dict(epochs=60, lr=1e-2, seed=7, cache=False, device="cpu"))
+    assert r["random_model"].config["hidden"] == 128 and wide.fc1.weight.requires_grad
+    assert r["train_accuracy"] > 0.6, r["train_accuracy"]      # memorised (chance 0.25)
+    assert r["history"][-1] < r["history"][0]
+    with pytest.raises(TypeError, match="model"):
+        M.label_randomization(model, tr.images, tr.labels, x, 0, "gradient", random_model="wide")
 
 
 # ------------------------------------------------------------------ input reduction
@@ -166,6 +182,56 @@ def test_input_reduction_on_a_linear_model(b, remaining):
     assert r["remaining"].tolist() == [remaining], r["remaining"]
     assert r["n_features"] == 11
     assert model(r["reduced"]).argmax(1).item() == (0 if remaining < 11 else 1)
+
+
+class _MinNet(nn.Module):
+    """logits = [3·min(x0, x1) + x2 + x3/10 − 2.5, 0]: x0 and x1 only count together."""
+
+    def forward(self, x):
+        x = x.flatten(1)
+        f = 3 * torch.minimum(x[:, 0], x[:, 1]) + x[:, 2] + x[:, 3] / 10 - 2.5
+        return torch.stack([f, torch.zeros_like(f)], 1)
+
+
+def test_iterative_input_reduction_removes_the_least_important_feature_and_re_ranks():
+    # linear: the −2 goes first (its removal *raises* p), then the 1s, never the 5; the same count as
+    # the one-shot signed ranking
+    w = torch.tensor([[5.0] + [1.0] * 9 + [-2.0]], dtype=torch.float64)
+    model = Linear2(w.reshape(1, 11), b=-6.5)
+    x = torch.ones(1, 11, dtype=torch.float64)
+    r = M.iterative_input_reduction(model, x, 0, baselines=0.0)
+    assert r["remaining"].tolist() == [3] and r["n_features"] == 11
+    assert r["kept"][0, 0] and not r["kept"][0, 10] and int(r["kept"][0, 1:10].sum()) == 2
+    assert model(r["reduced"]).argmax(1).item() == 0
+    path = r["prob_path"][0]
+    assert len(path) == 9 and path[1] > path[0] and abs(path[-1] - float(r["prob"][0])) < 1e-12
+    # x3 goes first (least important), then x2 (its removal leaves 3 − 2.5 > 0); x0 or x1 would flip it
+    r = M.iterative_input_reduction(_MinNet(), torch.ones(2, 4, dtype=torch.float64), 0, baselines=0.0)
+    assert r["remaining"].tolist() == [2, 2] and r["kept"][:, :2].all() and not r["kept"][:, 2:].any()
+    # not predicted at all: nothing removed
+    r = M.iterative_input_reduction(_MinNet(), torch.zeros(1, 4, dtype=torch.float64), 0, baselines=0.0)
+    assert r["remaining"].tolist() == [4] and len(r["prob_path"][0]) == 1
+
+
+def test_iterative_input_reduction_on_image_patches():
+    torch.manual_seed(0)
+    model = models.SmallCNN(3, 4, width=4).eval()
+    x = torch.rand(2, 3, 8, 8)
+    groups = (torch.arange(8)[:, None] // 4) * 4 + torch.arange(8)[None] // 2     # 8 patches of 4×2
+    r = M.iterative_input_reduction(model, x, None, feature_mask=groups, baselines=0.5, batch_size=3)
+    assert r["n_features"] == 8 and r["kept"].shape == (2, 8)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+        assert torch.equal(model(r["reduced"]).argmax(1), pred)
+    for n in range(2):   # removed groups are grey in every channel, kept groups untouched
+        gone = ~r["kept"][n][groups]
+        assert torch.all(r["reduced"][n][:, gone] == 0.5) and torch.equal(r["reduced"][n][:, ~gone], x[n][:, ~gone])
+    with pytest.raises(ValueError, match="feature_mask"):
+        M.iterative_input_reduction(model, x, None, feature_mask=groups[:4])
+    with pytest.raises(ValueError, match="0, 1"):
+        M.iterative_input_reduction(model, x, None, feature_mask=groups * 2)
+    with pytest.raises(TypeError, match="integer"):
+        M.iterative_input_reduction(model, x, None, feature_mask=groups.float())
 
 
 # ------------------------------------------------------------------ meaningful perturbation

@@ -8,10 +8,12 @@ import attacks
 import pytest
 
 EX = "05_influence_functions"
-POINTS = {"hvp_tests": 3.0, "cg_tests": 3.0, "influence_tests": 4.0}
+POINTS = {"hvp_tests": 3.0, "cg_tests": 3.0, "influence_tests": 4.0, "loo_tests": 4.0}
 FULL = sum(POINTS.values())
-NAMES = {"hvp_answer": ["hvp"], "cg_answer": ["cg_solve"], "influence_answer": ["influence_scores"]}
-TASK = {"hvp_answer": "hvp_tests", "cg_answer": "cg_tests", "influence_answer": "influence_tests"}
+NAMES = {"hvp_answer": ["hvp"], "cg_answer": ["cg_solve"], "influence_answer": ["influence_scores"],
+         "loo_answer": ["loo_check"]}
+TASK = {"hvp_answer": "hvp_tests", "cg_answer": "cg_tests", "influence_answer": "influence_tests",
+        "loo_answer": "loo_tests"}
 
 HONEST = {
     # hvp as a vector-Jacobian product of the gradient; CG in numpy (numpy x and history, an int
@@ -48,6 +50,19 @@ HONEST = {
             "    for i in range(len(X)):\n"
             "        out.append(-(per_example_grads(model, loss_fn, X[i:i + 1], y[i:i + 1])[0] @ s))\n"
             "    return torch.stack(out)\n"),
+        # leave-one-out with fit(drop=...), numbers returned as a list turned into a tensor
+        "loo_answer": (
+            "import copy\n"
+            "def loo_check(model, loss_fn, X, y, x_test, y_test, l2, indices):\n"
+            "    scores = influence_scores(model, loss_fn, X, y, x_test, y_test, l2)\n"
+            "    pred = torch.stack([-scores[i] / len(X) for i in indices]).detach()\n"
+            "    act = []\n"
+            "    for i in indices:\n"
+            "        m = copy.deepcopy(model)\n"
+            "        fit(m, loss_fn, X, y, l2=l2, drop=[i])\n"
+            "        with torch.no_grad():\n"
+            "            act.append(float(loss_fn(m(x_test), y_test) - loss_fn(model(x_test), y_test)))\n"
+            "    return pred, torch.tensor(act)\n"),
     },
     # stop test on squared norms, the history as a tensor of 0-d tensors stacked, a tighter tol
     # in task 3 and the gradients of train and test points in one call
@@ -82,6 +97,23 @@ HONEST = {
             "    G = per_example_grads(model, loss_fn, torch.cat([x_test, X]), torch.cat([y_test, y]))\n"
             "    s = cg_solve(lambda v: hvp(R, theta, v), G[0], tol=1e-12)[0]\n"
             "    return -(G[1:] @ s)\n"),
+        # delete the row but rescale λ: (1/n)Σ_{k≠i} ℓ + (λ/2)‖θ‖² has the minimiser of
+        # (1/(n−1))Σ_{k≠i} ℓ + (λn/(n−1)/2)‖θ‖²; numpy outputs
+        "loo_answer": (
+            "import copy\n"
+            "def loo_check(model, loss_fn, X, y, x_test, y_test, l2, indices):\n"
+            "    n = len(X)\n"
+            "    pred = (-influence_scores(model, loss_fn, X, y, x_test, y_test, l2) / n)[torch.as_tensor(indices)]\n"
+            "    with torch.no_grad():\n"
+            "        base = loss_fn(model(x_test), y_test).item()\n"
+            "    act = np.zeros(len(indices))\n"
+            "    for j, i in enumerate(indices):\n"
+            "        keep = torch.tensor([k for k in range(n) if k != i])\n"
+            "        m = copy.deepcopy(model)\n"
+            "        fit(m, loss_fn, X[keep], y[keep], l2=l2 * n / (n - 1), tol=1e-10)\n"
+            "        with torch.no_grad():\n"
+            "            act[j] = loss_fn(m(x_test), y_test).item() - base\n"
+            "    return pred.detach().numpy(), act\n"),
     },
 }
 
@@ -129,6 +161,14 @@ LIBRARY = {  # the reference libraries, by the routes a student would take
             "                  callback=cb)\n"
             "    return torch.as_tensor(x), norms, len(norms) - 1\n"),
     },
+    # the package's leave-one-out retraining
+    "e05_lib_loo": {
+        "loo_answer": (
+            "def loo_check(model, loss_fn, X, y, x_test, y_test, l2, indices):\n"
+            "    from xaicourse.data_attribution import leave_one_out\n"
+            "    pred = -influence_scores(model, loss_fn, X, y, x_test, y_test, l2)[indices] / len(X)\n"
+            "    return pred.detach(), leave_one_out(model, loss_fn, X, y, x_test, y_test, indices, l2=l2)[0]\n"),
+    },
     # the package's influence function
     "e05_lib_package": {
         "influence_answer": (
@@ -156,26 +196,53 @@ CHEATS = {  # every generic family, spread over the three tasks
     "e05_cheat_subclass": {"cg_answer": attacks.subclass(NAMES["cg_answer"])},
     "e05_cheat_rebind": {"hvp_answer": attacks.rebind(NAMES["hvp_answer"])},
     "e05_cheat_files": {"influence_answer": attacks.trusted_files(NAMES["influence_answer"])},
+    "e05_cheat_refs_loo": {"loo_answer": attacks.refs(NAMES["loo_answer"])},
+}
+
+WRONG = {  # honest mistakes the checks must catch
+    # deleting the row (the others then weigh 1/(n−1), not 1/n): another objective, another θ̂_{−i}
+    "e05_w_rows": {
+        "loo_answer": (
+            "import copy\n"
+            "def loo_check(model, loss_fn, X, y, x_test, y_test, l2, indices):\n"
+            "    n = len(X)\n"
+            "    pred = -influence_scores(model, loss_fn, X, y, x_test, y_test, l2)[indices] / n\n"
+            "    with torch.no_grad():\n"
+            "        base = loss_fn(model(x_test), y_test)\n"
+            "    act = []\n"
+            "    for i in indices:\n"
+            "        keep = [k for k in range(n) if k != i]\n"
+            "        m = copy.deepcopy(model)\n"
+            "        fit(m, loss_fn, X[keep], y[keep], l2=l2)\n"
+            "        with torch.no_grad():\n"
+            "            act.append(loss_fn(m(x_test), y_test) - base)\n"
+            "    return pred.detach(), torch.stack(act)\n"),
+    },
 }
 
 # exact scores: task 3 runs on the student's own hvp and cg_solve, so it falls with a broken one
 # (the library students' hvp / cg_solve compute the right numbers: their task 3 keeps its points)
+# task 4 calls the student's influence_scores: it keeps its points when that computes the right
+# numbers (a library route flagged on task 3 still does)
+LOO = POINTS["loo_tests"]
 SCORES = {
-    "e05_lib_func": POINTS["cg_tests"],
-    "e05_lib_autograd_scipy": POINTS["influence_tests"],
-    "e05_lib_minres": POINTS["hvp_tests"] + POINTS["influence_tests"],
-    "e05_lib_package": POINTS["hvp_tests"] + POINTS["cg_tests"],
-    "e05_lib_i_up_loss": POINTS["hvp_tests"] + POINTS["cg_tests"],
-    "e05_lib_object": POINTS["hvp_tests"] + POINTS["cg_tests"],
+    "e05_lib_func": POINTS["cg_tests"] + LOO,
+    "e05_lib_autograd_scipy": POINTS["influence_tests"] + LOO,
+    "e05_lib_minres": POINTS["hvp_tests"] + POINTS["influence_tests"] + LOO,
+    "e05_lib_loo": FULL - LOO,
+    "e05_lib_package": POINTS["hvp_tests"] + POINTS["cg_tests"] + LOO,
+    "e05_lib_i_up_loss": POINTS["hvp_tests"] + POINTS["cg_tests"] + LOO,
+    "e05_lib_object": POINTS["hvp_tests"] + POINTS["cg_tests"] + LOO,
     "e05_cheat_refs": POINTS["hvp_tests"] + POINTS["cg_tests"],
     "e05_cheat_subclass": POINTS["hvp_tests"],          # task 3 unpacks the fake cg_solve's result
     "e05_cheat_rebind": POINTS["cg_tests"],             # H v = 0: task 3's CG divides by zero
     "e05_cheat_files": POINTS["hvp_tests"] + POINTS["cg_tests"],
+    "e05_cheat_refs_loo": FULL - LOO,
 }
 
 
 def submissions():
-    return attacks.students(EX, {**HONEST, **LIBRARY, **CHEATS})
+    return attacks.students(EX, {**HONEST, **LIBRARY, **CHEATS, **WRONG})
 
 
 def plant(folder, student, ex):
@@ -225,3 +292,11 @@ def test_library_routes_are_flagged(grades, student):
 def test_nothing_outside_the_sandbox_ran_a_payload(grades):
     assert "e05_cheat_files" in grades
     assert attacks.marker_absent()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", list(WRONG))
+def test_wrong_leave_one_out_earns_nothing(grades, student):
+    row = grades[student]
+    assert _task_points(row, "loo_tests") == 0.0, row
+    assert float(row["score"]) == FULL - POINTS["loo_tests"], row

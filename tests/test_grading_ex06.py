@@ -1,15 +1,18 @@
 """Exercise 06 graded for real (the suite's one shared ``xaicourse grade`` run): honest variants earn
 full points; every attack family (tests/attacks.py) and every library route earns 0 on its task or
 is flagged. alice (solution) and bob (untouched) are test_course's students. The two tasks are
-checked independently (task 2 gets its α from the grader), so an attack costs its own task only."""
+checked independently (task 2 gets its α, tasks 3–4 their W from the grader), so an attack costs its
+own task only."""
 import attacks
 import pytest
 
 EX = "06_representer_points"
-POINTS = {"alpha_tests": 3.0, "contributions_tests": 3.0}
+POINTS = {"alpha_tests": 3.0, "contributions_tests": 3.0, "refit_tests": 3.0, "mislabel_tests": 2.0}
 FULL = sum(POINTS.values())
-NAMES = {"alpha_answer": ["representer_alpha"], "contributions_answer": ["representer_contributions"]}
-TASK = {"alpha_answer": "alpha_tests", "contributions_answer": "contributions_tests"}
+NAMES = {"alpha_answer": ["representer_alpha"], "contributions_answer": ["representer_contributions"],
+         "refit_answer": ["refit_last_layer"], "mislabel_answer": ["flag_mislabels"]}
+TASK = {"alpha_answer": "alpha_tests", "contributions_answer": "contributions_tests",
+        "refit_answer": "refit_tests", "mislabel_answer": "mislabel_tests"}
 
 HONEST = {
     # numpy throughout (a stable softmax, one-hot rows of an identity, einsum), numpy arrays returned
@@ -29,6 +32,31 @@ HONEST = {
             "    A = np.asarray(alpha, dtype=np.float64)[:, np.asarray(target)]\n"
             "    return np.einsum('md,nd,nm->mn', np.asarray(test_features, dtype=np.float64),\n"
             "                     np.asarray(train_features, dtype=np.float64), A)\n"),
+        # gradient descent in numpy, the residual norms collected in a list
+        "refit_answer": (
+            "import numpy as np\n"
+            "def refit_last_layer(features, labels, W0, l2, lr, n_steps):\n"
+            "    P, W = np.asarray(features, dtype=np.float64), np.array(W0, dtype=np.float64)\n"
+            "    n, Y = len(P), np.eye(W.shape[0])[np.asarray(labels)]\n"
+            "    out = []\n"
+            "    for k in range(n_steps + 1):\n"
+            "        z = P @ W.T\n"
+            "        e = np.exp(z - z.max(1, keepdims=True))\n"
+            "        G = e / e.sum(1, keepdims=True) - Y\n"
+            "        grad = G.T @ P / n + 2 * l2 * W\n"
+            "        out.append(np.linalg.norm(grad / (2 * l2)))\n"
+            "        if k < n_steps:\n"
+            "            W = W - lr * grad\n"
+            "    return W, np.array(out)\n"),
+        # the loss ranks like |α_(i,y_i)| (both decrease with p_(i,y_i)): sort by −log p
+        "mislabel_answer": (
+            "import numpy as np\n"
+            "def flag_mislabels(features, labels, W, l2, k):\n"
+            "    z = np.asarray(features, dtype=np.float64) @ np.asarray(W, dtype=np.float64).T\n"
+            "    z = z - z.max(1, keepdims=True)\n"
+            "    logp = z - np.log(np.exp(z).sum(1, keepdims=True))\n"
+            "    nll = -logp[np.arange(len(z)), np.asarray(labels)]\n"
+            "    return np.argsort(-nll, kind='stable')[:k]\n"),
     },
     # log-softmax and F.one_hot, the residual as ∇L(W)/(2λ); the terms one test point at a time
     "e06_h_gradient": {
@@ -42,6 +70,24 @@ HONEST = {
             "def representer_contributions(alpha, train_features, test_features, target):\n"
             "    rows = [alpha[:, int(c)] * (train_features @ t) for t, c in zip(test_features, target)]\n"
             "    return torch.stack(rows)\n"),
+        # the refit through F.cross_entropy's closed-form gradient, with W updated in place
+        "refit_answer": (
+            "def refit_last_layer(features, labels, W0, l2, lr, n_steps):\n"
+            "    n, K = len(features), W0.shape[0]\n"
+            "    W, norms = W0.clone(), []\n"
+            "    onehot = F.one_hot(labels, K).to(features.dtype)\n"
+            "    for k in range(n_steps + 1):\n"
+            "        alpha = (onehot - torch.softmax(features @ W.T, 1)) / (2 * l2 * n)\n"
+            "        r = W - alpha.T @ features\n"
+            "        norms.append(torch.linalg.norm(r).item())\n"
+            "        if k < n_steps:\n"
+            "            W -= lr * 2 * l2 * r\n"
+            "    return W, norms\n"),
+        "mislabel_answer": (
+            "def flag_mislabels(features, labels, W, l2, k):\n"
+            "    alpha = (F.one_hot(labels, W.shape[0]).to(features.dtype) - torch.softmax(features @ W.T, 1))\n"
+            "    a = alpha.gather(1, labels[:, None])[:, 0].abs() / (2 * l2 * len(features))\n"
+            "    return torch.topk(a, k).indices\n"),
     },
 }
 
@@ -80,11 +126,48 @@ LIBRARY = {
     },
 }
 
-CHEATS = {  # every generic family, on both tasks
+LIBRARY.update({
+    # the minimum by scikit-learn's optimiser instead of the descent the task asks for
+    "e06_lib_sklearn_refit": {"refit_answer": (
+        "from sklearn.linear_model import LogisticRegression\n"
+        "def refit_last_layer(features, labels, W0, l2, lr, n_steps):\n"
+        "    n = len(features)\n"
+        "    m = LogisticRegression(C=1 / (2 * l2 * n), fit_intercept=False, tol=1e-10, max_iter=5000)\n"
+        "    W = torch.as_tensor(m.fit(features.numpy(), labels.numpy()).coef_, dtype=features.dtype)\n"
+        "    return W, [0.0] * (n_steps + 1)\n")},
+    # torch.optim.SGD with autograd: the right iterates, but by the ruled-out route
+    "e06_lib_optim_refit": {"refit_answer": (
+        "def refit_last_layer(features, labels, W0, l2, lr, n_steps):\n"
+        "    n = len(features)\n"
+        "    W = W0.clone().requires_grad_(True)\n"
+        "    opt = torch.optim.SGD([W], lr=lr)\n"
+        "    norms = []\n"
+        "    for k in range(n_steps + 1):\n"
+        "        opt.zero_grad()\n"
+        "        (F.cross_entropy(features @ W.T, labels) + l2 * (W ** 2).sum()).backward()\n"
+        "        norms.append(float(W.grad.norm()) / (2 * l2))\n"
+        "        if k < n_steps:\n"
+        "            opt.step()\n"
+        "    return W.detach(), norms\n")},
+    # the package's global importance
+    "e06_lib_importance": {"mislabel_answer": (
+        "def flag_mislabels(features, labels, W, l2, k):\n"
+        "    from xaicourse.data_attribution import RepresenterPoints\n"
+        "    rp = RepresenterPoints(l2=l2)\n"
+        "    n = len(features)\n"
+        "    g = torch.softmax(features @ W.T, 1)\n"
+        "    g[torch.arange(n), labels] -= 1\n"
+        "    rp.alpha_, rp.targets_ = -g / (2 * l2 * n), labels\n"
+        "    return torch.topk(rp.importance(), k).indices\n")},
+})
+
+CHEATS = {  # every generic family, on every task
     "e06_cheat_refs": {"alpha_answer": attacks.refs(NAMES["alpha_answer"])},
     "e06_cheat_subclass": {"contributions_answer": attacks.subclass(NAMES["contributions_answer"])},
     "e06_cheat_rebind": {"alpha_answer": attacks.rebind(NAMES["alpha_answer"])},
     "e06_cheat_files": {"contributions_answer": attacks.trusted_files(NAMES["contributions_answer"])},
+    "e06_cheat_refs_new": {"refit_answer": attacks.refs(NAMES["refit_answer"]),
+                           "mislabel_answer": attacks.subclass(NAMES["mislabel_answer"])},
 }
 
 

@@ -214,3 +214,59 @@ def test_argument_errors(logreg):
         i_up_loss(model, loss, X.float(), y, Xt, yt, l2=L2)
     with pytest.raises(ValueError, match="indices"):
         leave_one_out(model, loss, X, y, Xt, yt, [N], l2=L2, progress=False)
+
+
+# ------------------------------------------------------------------ issue 26: fair comparisons
+def test_lissa_converges_above_half_the_largest_eigenvalue(logreg):
+    """I − H/s has spectral radius < 1 iff 0 < λ < 2s: s = 0.6·λ_max converges, 0.45·λ_max diverges."""
+    model, loss, X, y, Xt, yt, _ = logreg
+    from xaicourse.data_attribution import per_example_grads
+    v = per_example_grads(model, loss, Xt[:1], yt[:1])[0]
+    ref = inverse_hvp(model, loss, X, y, v, l2=L2, method="exact")
+    lam_max = float(torch.linalg.eigvalsh(hessian_matrix(model, loss, X, y, l2=L2))[-1])
+    est = inverse_hvp(model, loss, X, y, v, l2=L2, method="lissa", scale=0.6 * lam_max, depth=3000)
+    assert float((est - ref).norm() / ref.norm()) < 1e-3
+    with pytest.raises(ValueError, match=r"λ_max/2"):
+        inverse_hvp(model, loss, X, y, v, l2=L2, method="lissa", scale=0.45 * lam_max, depth=3000)
+
+
+def test_leave_one_out_starts_from_the_given_parameters(logreg):
+    """No refit: the baseline is the model's own θ̂ (the θ̂ of the influence)."""
+    model, loss, X, y, Xt, yt, _ = logreg
+    import copy
+    d = leave_one_out(model, loss, X, y, Xt[:1], yt[:1], [3], l2=L2)
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        base = float(loss(m(Xt[:1]), yt[:1]))
+    fit(m, loss, X, y, l2=L2, drop=[3])
+    with torch.no_grad():
+        assert abs(float(loss(m(Xt[:1]), yt[:1])) - base - float(d[0, 0])) < 1e-10
+
+
+def test_damped_influence_is_compared_with_damped_retraining(logreg):
+    """A damped influence ((H + δI)⁻¹) predicts the retraining with the proximal term (δ/2)‖θ − θ̂‖²
+    (leave_one_out(damping=δ)) to second order, but not plain leave-one-out: with δ = 5λ the plain
+    retraining moves much further than the damped prediction."""
+    model, loss, X, y, Xt, yt, exact = logreg
+    delta = 5 * L2
+    damped = i_up_loss(model, loss, X, y, Xt[:1], yt[:1], l2=L2, method="exact", damping=delta)[0]
+    top = damped.abs().argsort(descending=True)[:8]
+    pred = -damped[top] / N
+    act_damped = leave_one_out(model, loss, X, y, Xt[:1], yt[:1], top, l2=L2, damping=delta)[0]
+    act_plain = leave_one_out(model, loss, X, y, Xt[:1], yt[:1], top, l2=L2)[0]
+    assert float((pred - act_damped).abs().max()) <= 0.15 * float(act_damped.abs().max())
+    assert 0.9 <= float((act_damped / pred).median()) <= 1.15
+    assert float((act_plain / pred).median()) > 1.5 and float((act_plain - pred).abs().max()) > 2 * float(pred.abs().max())
+
+
+def test_leave_one_out_of_a_model_stopped_early(logreg):
+    """θ̂ not stationary: the baseline is the retraining without removal, so removing nothing would
+    measure 0 and a point's ΔL is its effect alone."""
+    model, loss, X, y, Xt, yt, _ = logreg
+    torch.manual_seed(1)
+    m = LogisticRegression().double()
+    fit(m, loss, X, y, l2=L2, max_iter=5)
+    d = leave_one_out(m, loss, X, y, X[:2], y[:2], [0, 1], l2=L2)
+    # each point's removal raises its own loss far more than the other's: the common drift of
+    # the unfinished training is not counted
+    assert d[0, 0] > 10 * abs(float(d[1, 0])) and d[1, 1] > 10 * abs(float(d[0, 1]))

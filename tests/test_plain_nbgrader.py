@@ -94,7 +94,7 @@ def _grade_one(ex: str, base: Path) -> dict:
         d = c / "submitted" / student / ex
         d.mkdir(parents=True)
         nbformat.write(nbformat.read(src, as_version=4), d / f"{ex}.ipynb")
-    r = course._nbgrader(c, "autograde", ex, "--create", "--force", timeout=900)
+    r = course._nbgrader(c, "autograde", ex, "--create", "--force", "--Execute.timeout=600", timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     with Gradebook(f"sqlite:///{c / 'gradebook.db'}") as gb:
         out = {}

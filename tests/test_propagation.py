@@ -169,3 +169,45 @@ def test_layers_and_errors(digits):
     with pytest.raises(ValueError, match="baselines.*shape"):
         A.deeplift(models["cnn"], x, t, baselines=torch.zeros(2, 1, 8, 8))
     assert "deeplift" in A.METHODS and "lrp" in A.METHODS
+
+
+def _two_neuron_net():
+    """Lecture 04b's worked example: x ∈ R², W1 = [[1, 2], [1, −1]], w2 = (1, 2), no biases."""
+    net = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, 2.0], [1.0, -1.0]]))
+        net[0].bias.zero_()
+        net[2].weight.copy_(torch.tensor([[1.0, 2.0]]))
+        net[2].bias.zero_()
+    return net, torch.tensor([[2.0, 1.0]], dtype=torch.float64)
+
+
+def test_the_worked_two_neuron_example_by_hand():
+    net, x = _two_neuron_net()
+    want = {"lrp0": [6.0, 0.0], "eps1": [108 / 35, 18 / 35], "w2": [9 / 5, 21 / 5], "deeplift": [27 / 5, 3 / 5]}
+    got = {"lrp0": A.lrp(net, x, 0, epsilon=0.0), "eps1": A.lrp(net, x, 0, epsilon=1.0),
+           "w2": A.lrp(net, x, 0, epsilon=0.0, input_rule="wsquare"),
+           "deeplift": A.deeplift(net, x, 0, baselines=torch.tensor([[-1.0, 0.0]], dtype=torch.float64))}
+    for k, v in want.items():
+        assert maxdiff(got[k], torch.tensor([v], dtype=torch.float64)) < 1e-8, k   # the stabiliser's 1e-9
+    # one hidden layer: DeepLIFT's secants are IG's averaged ReLU derivatives, so the two agree
+    ig = A.integrated_gradients(net, x, 0, baselines=torch.tensor([[-1.0, 0.0]], dtype=torch.float64), n_steps=2000,
+                                method="riemann_middle")
+    assert maxdiff(ig, got["deeplift"]) < 1e-3
+
+
+def test_lrp_wsquare_input_rule(digits):
+    models, x, t, _ = digits
+    cnn = models["cnn"]
+    # on the course CNN: a finite map of the input's shape, not LRP-0's
+    r_w2, d_w2 = A.lrp(cnn, x, t, epsilon=0.0, input_rule="wsquare", return_convergence_delta=True)
+    r_0, d_0 = A.lrp(cnn, x, t, epsilon=0.0, return_convergence_delta=True)
+    assert r_w2.shape == x.shape and torch.isfinite(r_w2).all()
+    assert maxdiff(r_w2, r_0) > 1e-3
+    # a bias-free linear layer under w² conserves exactly: Σ R (w²) = Σ R (z rule, no bias) = f
+    net = nn.Sequential(nn.Linear(5, 4, bias=False), nn.ReLU(), nn.Linear(4, 2, bias=False)).double()
+    z = torch.rand(3, 5, dtype=torch.float64)
+    _, d = A.lrp(net, z, 1, epsilon=0.0, input_rule="wsquare", return_convergence_delta=True)
+    assert d.abs().max() < 1e-9
+    with pytest.raises(ValueError, match="input_rule must be one of"):
+        A.lrp(net, z, 1, input_rule="flat")

@@ -2,6 +2,8 @@
 prediction and confidence kept), the measures agree with scipy / hand examples, the surrogate
 is needed for ReLU networks, bad inputs."""
 
+import math
+
 import pytest
 import torch
 from scipy.stats import spearmanr
@@ -119,3 +121,32 @@ def test_bad_inputs(cnn, x):
         R.attack_attribution(cnn, "grad_cam", x, layer="nope", n_iter=1)
     with pytest.raises(ValueError, match="same shape"):
         R.topk_intersection(torch.zeros(1, 4), torch.zeros(1, 5), 2)
+
+
+def test_ig_map_of_a_relu_net_is_piecewise_linear_not_constant(cnn, x):
+    """IG (black baseline) = x ⊙ mean of ∇f at α_j·x: its derivative in x is that mean, not 0 —
+    unlike the gradient map, whose derivative vanishes (the docstring's claim, lecture 09)."""
+    xg = x.clone().requires_grad_(True)
+    m = R.attribution_map("integrated_gradients", cnn, xg, 0, create_graph=True, n_steps=8)
+    (g,) = torch.autograd.grad(m[:, :4, :4].sum(), xg, allow_unused=True)
+    assert g is not None and g.abs().max() > 1e-6
+    # the derivative IS the averaged path gradient (sign-corrected) on the differentiated pixels
+    ig = A.integrated_gradients(cnn, x, 0, n_steps=8)
+    gbar = ig / x.where(x != 0, torch.ones_like(x))                  # ḡ where x ≠ 0
+    want = (ig.sign() * gbar)[:, :, :4, :4]
+    sel = (x[:, :, :4, :4] != 0) & (ig[:, :, :4, :4] != 0)
+    assert torch.allclose(g[:, :, :4, :4][sel], want[sel], atol=1e-4, rtol=1e-3)
+
+
+def test_summary_excludes_unmoved_images(cnn, x):
+    kw = dict(kind="topk", eps=16 / 255, n_iter=3, k=20, confidence_tol=None)
+    stuck = R.attack_attribution(cnn, "gradient", x, beta=None, **kw)     # nothing moves
+    s = stuck.summary()
+    assert s["n_moved"] == 0 and s["n_unmoved"] == len(x) and math.isnan(s["topk_intersection"])
+    r = R.attack_attribution(cnn, "gradient", x, beta=10.0, **kw)
+    r.moved[0] = False                                                  # pretend image 0 had no feasible δ
+    r.topk_intersection[0] = 1.0
+    s = r.summary()
+    assert s["n_unmoved"] == 1 and s["n_moved"] == len(x) - 1
+    assert s["topk_intersection"] == pytest.approx(r.topk_intersection[1:].double().mean().item())
+    assert s["spearman"] == pytest.approx(r.spearman[1:].double().mean().item())

@@ -41,13 +41,13 @@ def test_baseline_panel(digits):
     x, t = split.X_test[1], int(split.y_test[1])
     p = baseline_panel(model, x, t, split.X_train[:200], n_steps=32)
     seen = {}
-    for kind in ("black", "blurred", "noise", "expected"):
+    for kind in ("black", "blurred", "noise", "mean", "expected"):
         p.controls["baseline"].value = kind
         s = p.state
         seen[kind] = s["attr_sum"]
         assert abs(s["attr_sum"] - s["gap"] - s["delta"]) < 1e-4      # δ = Σ IG − (f(x) − f(x′))
         assert abs(s["delta"]) < 0.1 * abs(s["gap"]) + 0.05
-    assert len({round(v, 3) for v in seen.values()}) == 4                 # each baseline tells another story
+    assert len({round(v, 3) for v in seen.values()}) == 5                 # each baseline tells another story
 
 
 def test_internal_panel(digits):
@@ -64,3 +64,37 @@ def test_internal_panel(digits):
     p.controls["contrast"].value = (t + 3) % 10
     ref = internal_influence(model, x[None], t, layer="fc1", n_steps=8, contrast=(t + 3) % 10)[0]
     assert torch.allclose(p.state["influence"], ref, atol=1e-6) and p.state["contrast"] == (t + 3) % 10
+
+
+def test_convergence_panel_log_axis_labels_do_not_overprint(digits):
+    """Issue 26: the log axes labelled their minor ticks too, and the labels overprinted. Now the x
+    axis has exactly one label per step count and no minor labels, the y axis none either."""
+    model, split = digits
+    x, t = split.X_test[0], int(split.y_test[0])
+    steps = (2, 4, 8, 16, 32)
+    p = convergence_panel(model, x, t, steps=steps)
+    fig = p.figures[0]
+    fig.canvas.draw()
+    ax = fig.axes[2]
+    labels = [tl.get_text() for tl in ax.get_xticklabels() if tl.get_text()]
+    assert labels == [str(s) for s in steps], labels
+    assert not [tl.get_text() for tl in ax.get_xticklabels(minor=True) if tl.get_text()]
+    assert not [tl.get_text() for tl in ax.get_yticklabels(minor=True) if tl.get_text()]
+    # no two x labels overlap on the drawn figure
+    boxes = [tl.get_window_extent() for tl in ax.get_xticklabels() if tl.get_text()]
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))
+    assert "% of f(x) − f(0)" in ax.get_title()              # the readout states the chosen point's δ
+
+
+def test_baseline_panel_offers_the_mean_baseline(digits):
+    model, split = digits
+    x, t = split.X_test[3], int(split.y_test[3])
+    p = baseline_panel(model, x, t, split.X_train[:50], n_steps=16)
+    assert "mean" in p.controls["baseline"].options
+    p.controls["baseline"].value = "mean"
+    s = p.state
+    assert s["baseline"] == "mean"
+    assert abs(s["attr_sum"] - s["gap"] - s["delta"]) < 1e-4
+    with torch.no_grad():                                     # the mean baseline is a flat image of x's mean
+        gap = float(model(x[None])[0, t] - model(torch.full_like(x, float(x.mean()))[None])[0, t])
+    assert s["gap"] == pytest.approx(gap, abs=1e-5)

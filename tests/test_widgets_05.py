@@ -52,7 +52,7 @@ def test_lissa_panel_converges_and_shows_damping_bias(setup):
     G = per_example_grads(model, loss, X, y)
     p = lissa_panel(model, loss, X, y, v, exact, l2=L2, train_grads=G, depth=400, record_every=20)
     st = p.state
-    assert st["error"] is None and len(st["depths"]) == 20
+    assert st["error"] is None and len(st["depths"]) == 21 and st["depths"][0] == 0
     assert st["errors"][-1] < st["errors"][0] and st["final_error"] < 0.05 and st["r"] > 0.999
     p.controls["damping"].value = 0.1           # damping: faster, but converges to the wrong answer
     assert p.state["final_error"] > 0.1
@@ -60,3 +60,44 @@ def test_lissa_panel_converges_and_shows_damping_bias(setup):
     p.controls["scale"].value = p.controls["scale"].min   # far below λ_max: diverges
     st = p.state
     assert st["error"] is not None and "scale=" in st["error"]
+
+
+def test_lissa_panel_controls_are_readable(setup):
+    """Issue 26: the "Hessian batch" dropdown was blank (value None), the damping readout was cut
+    off, and depth = record_every plotted one invisible point."""
+    model, loss, X, y, Xt, yt = setup
+    v = per_example_grads(model, loss, Xt[:1], yt[:1])[0]
+    exact = inverse_hvp(model, loss, X, y, v, l2=L2, method="exact")
+    p = lissa_panel(model, loss, X, y, v, exact, l2=L2, depth=100, record_every=10)
+    batch = p.controls["batch"]
+    # a selected option whose label is shown (ipywidgets leaves a Dropdown blank when the value is None)
+    assert batch.index is not None and batch.label == "all" and batch.value is not None
+    assert [lab for lab, _ in batch.options] == ["all", "256", "64"]
+    batch.value = 64
+    assert p.state["error"] is None and "batch 64" in p.readout.value
+    batch.value = 0
+    # the damping value is printed in full in the readout line, and the slider's own readout is short
+    p.controls["damping"].value = 1e-3
+    assert "δ = 1.0e-03" in p.readout.value and "λ_max/2" in p.readout.value
+    assert len(format(1e-6, p.controls["damping"].readout_format)) <= 5
+    # the smallest depth still draws a visible curve: ≥ 2 points with markers
+    p.controls["damping"].value = 1e-6
+    p.controls["depth"].value = p.controls["depth"].min
+    st = p.state
+    assert st["depths"] == [0, 10] and len(st["errors"]) == 2
+    line = p.figures[0].axes[0].lines[0]
+    assert len(line.get_xdata()) == 2 and line.get_marker() not in (None, "None", "", " ")
+
+
+def test_lissa_panel_converges_between_half_and_full_lambda_max(setup):
+    """The Neumann series converges for s > λ_max/2 (not only s > λ_max) and diverges below."""
+    model, loss, X, y, Xt, yt = setup
+    v = per_example_grads(model, loss, Xt[:1], yt[:1])[0]
+    exact = inverse_hvp(model, loss, X, y, v, l2=L2, method="exact")
+    p = lissa_panel(model, loss, X, y, v, exact, l2=L2, depth=200, record_every=20)
+    lam = p.state["lam_max"]
+    p.controls["scale"].value = 0.6 * lam
+    st = p.state
+    assert st["error"] is None and st["final_error"] < st["errors"][0]
+    p.controls["scale"].value = 0.4 * lam
+    assert p.state["error"] is not None and "λ_max/2" in p.state["error"]

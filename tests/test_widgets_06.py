@@ -53,6 +53,52 @@ def test_gallery_matches_package(noisy):
         representer_gallery_panel(RepresenterPoints(), ft, X, Xt, yt)
 
 
+def test_true_class_on_a_correct_prediction_says_so(noisy):
+    """Issue #26: "explain class → true" on a correctly classified image redrew the same figure and
+    said nothing. Now the readout explains why and lists misclassified test images to try."""
+    m, rp, X, y, flipped, Xt, yt = noisy
+    ft = rp.features_of(m, Xt)
+    pred = rp.predict(ft)
+    right = [j for j in range(len(yt)) if int(pred[j]) == int(yt[j])]
+    wrong = [j for j in range(len(yt)) if int(pred[j]) != int(yt[j])]
+    assert right, "the fixture needs a correctly classified test image"
+    p = representer_gallery_panel(rp, ft, X, Xt, yt, k=3)
+    p.controls["test"].value = right[0]
+    assert p.state["message"] == ""                       # "predicted": nothing to say
+    p.controls["cls"].value = "true"
+    st = p.state
+    assert "classified correctly" in st["message"] and "classified correctly" in p.readout.value
+    assert st["misclassified"] == wrong
+    for j in wrong[:3]:
+        assert f"#{j}" in st["message"]
+    if wrong:                                             # a misclassified image: no message, another class
+        p.controls["test"].value = wrong[0]
+        assert p.state["message"] == "" and p.state["target"] == int(yt[wrong[0]]) != int(pred[wrong[0]])
+
+
+def test_gallery_figure_is_readable_at_k10(noisy):
+    """Issue #26: at k = 10 the second row's titles overlapped the first row; titles were 7 pt on a
+    figure 16 in wide; the histogram had 5-pt ticks. The panel now draws ``viz.gallery``."""
+    m, rp, X, y, flipped, Xt, yt = noisy
+    p = representer_gallery_panel(rp, rp.features_of(m, Xt), X, Xt, yt, k=10)
+    fig = p.figures[0]
+    assert fig.get_size_inches()[0] <= 11
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)        # the panel closed its figure; give it a canvas to measure on
+    canvas.draw()
+    r = canvas.get_renderer()
+    image_axes = [a for a in fig.axes if a.images][1:]
+    assert len(image_axes) == 20
+    for a in image_axes:
+        assert a.title.get_fontsize() >= 8
+        for b in image_axes:
+            if b is not a:
+                assert not a.title.get_window_extent(r).overlaps(b.get_window_extent(r))
+    h = next(a for a in fig.axes if a.patches)
+    assert len([t for t in h.get_xticklabels() if t.get_text()]) >= 2
+
+
 def test_mislabel_panel_matches_detection_rate(noisy):
     m, rp, X, y, flipped, Xt, yt = noisy
     with torch.no_grad():

@@ -31,6 +31,11 @@ def test_detection_panel_reads_curves():
     curves = {"perfect": detection_curve(flagged.double(), flagged), "worst": detection_curve(-flagged.double(), flagged)}
     p = detection_panel(curves)
     p.controls["x"].value = 0.2
-    assert p.state == {"perfect": 1.0, "worst": 0.0}
+    assert p.state["found"] == {"perfect": 1.0, "worst": 0.0}
+    # the "% found" readout (issue 26: lecture 06 had one, 07 did not) shows every shown ranking's value
+    assert p.readout is not None
+    assert "perfect: 100%" in p.readout.value and "worst: 0%" in p.readout.value and "top 20%" in p.readout.value
     p.controls["worst"].value = False
-    assert set(p.state) == {"perfect"}
+    assert set(p.state["found"]) == {"perfect"} and "worst" not in p.readout.value
+    p.controls["perfect"].value = False
+    assert p.state["found"] == {} and "tick" in p.readout.value

@@ -47,3 +47,34 @@ def test_attack_panel(setup):
     assert s.topk_intersection == pytest.approx(ref.topk_intersection.item())
     assert s.spearman == pytest.approx(ref.spearman.item())
     assert s.prediction_kept and s.delta_linf <= 8 / 255 + 1e-6
+
+
+def test_attack_panel_starts_at_the_smallest_eps_with_readable_labels(setup):
+    m, _, _, x, _ = setup
+    p = attack_panel(m, x[:2], eps_values=(16 / 255, 2 / 255, 8 / 255), k=10, steps=2)
+    assert p.controls["eps"].value == 2 / 255                     # issue 26: ε started at its maximum
+    assert p.controls["eps"].index == 0 and p.controls["eps"].options[0][0] == "2/255"
+    method, kind = p.controls["method"], p.controls["kind"]
+    assert method.value == "gradient" and kind.value == "topk"    # values stay the code names
+    labels = dict((v, lab) for lab, v in method.options)
+    assert labels["integrated_gradients"] == "integrated gradients" and labels["grad_cam"] == "Grad-CAM"
+    assert dict((v, lab) for lab, v in kind.options)["random_sign"] == "random sign (baseline)"
+    assert all("_" not in lab for lab, _ in list(method.options) + list(kind.options))
+    method.value = "grad_cam"
+    assert p.state.method == "grad_cam"
+
+
+def test_attack_panel_says_when_no_perturbation_is_feasible(setup):
+    m, _, _, x, _ = setup
+    p = attack_panel(m, x[:2], eps_values=(8 / 255,), k=10, steps=2, confidence_tol=0.0)   # nothing is feasible
+    s = p.state
+    assert not s.moved and "no feasible" in s.message and s.delta_linf == 0
+    p = attack_panel(m, x[:2], eps_values=(8 / 255,), k=10, steps=2)
+    assert p.state.moved and "top-10" in p.state.message
+
+
+def test_tcav_panel_layer_labels(setup):
+    m, rnd, bright, x, y = setup
+    p = tcav_panel({"cnn": m}, {"patch": bright}, rnd, x, y, [("relu2 (conv)", "relu2"), "relu3"], n_random=3)
+    assert [lab for lab, _ in p.controls["layer"].options] == ["relu2 (conv)", "relu3"]
+    assert p.controls["layer"].value == "relu2" and p.state.layer == "relu2"

@@ -1,27 +1,48 @@
-"""Attacks on explanations (Ghorbani, Abid & Zou 2019): small input changes that keep the
-prediction but move the attribution map.
+"""Attacks on explanations: small input changes that keep the prediction but move the attribution map.
 
-Given an image x with prediction k and an attribution map S(x) ≥ 0 (N, H, W) — here |attribution|
-summed over channels, normalised to sum 1 — we look for δ with ‖δ‖∞ ≤ ε (and x + δ a valid image,
-values in [0, 1]) such that argmax f(x + δ) = k but S(x + δ) differs from S(x) as much as possible:
+The three attacks are Ghorbani, Abid & Zou's (2019, "Interpretation of neural networks is
+fragile"). Given an image x with prediction k and an attribution map S(x) ≥ 0 (N, H, W) — here
+|attribution| summed over channels, normalised to sum 1 — we look for δ with ‖δ‖∞ ≤ ε (and x + δ a
+valid image, values in [0, 1]) such that argmax f(x + δ) = k but S(x + δ) differs from S(x) as much
+as possible:
 
 * ``random_sign``: δ = ε·sign(z), z ~ N(0, I) — the baseline: no optimisation at all.
 * ``topk``: minimise Σ_{i ∈ B} S(x + δ)_i, B = the k most important pixels of S(x), by projected
-  sign-gradient descent (``constraints.ascent_step`` with p = ∞).
+  sign-gradient steps in the ε-ball (``constraints.ascent_step`` with p = ∞), Ghorbani et al.'s
+  iterative attack.
 * ``center``: maximise ‖c(S(x + δ)) − c(S(x))‖₂, c(S) = Σ_i S_i·(row_i, col_i) the map's centre
   of mass, the same way.
 
-Each iterate is checked on the *real* model; the returned input is the iterate with the best
-objective among those whose predicted class — and, with ``confidence_tol``, whose softmax
-confidence for it, within a relative tolerance — did not change (δ = 0 if none did).
+**Keeping the output, not only the label** is Dombrowski et al.'s (2019, "Explanations can be
+manipulated and geometry is to blame") requirement: they add γ‖g(x + δ) − g(x)‖² to the attack's
+loss, g the network's output. Here ``keep_weight`` adds its one-class version, −λ·(log p_k(x + δ) −
+log p_k(x))², and ``confidence_tol`` keeps only iterates whose softmax confidence p_k moved by at
+most a relative tolerance. Removing from each step its component along ∇_x log p_k
+(``orthogonal=True``, the default) is this package's own first-order way to the same end; it is in
+neither paper. Each iterate is checked on the *real* model; the returned input is the iterate with
+the best objective among the feasible ones (δ = 0 — ``moved`` False — if none was feasible).
+Images that were not moved tell nothing about the map's robustness: summarise with
+``AttackResult.summary()``, which averages over the moved images only and reports how many were
+not moved.
 
 **Why a smooth surrogate.** For a network built from ReLUs, max-pooling and linear layers, f is
-piecewise linear in x: inside each linear region ∇f is constant, so the gradient map — and
-SmoothGrad, IG, Grad-CAM's weights — have zero derivative with respect to x almost everywhere
-(the Hessian of f is 0). The attack's gradient ∇_x D(S(x)) is then 0 and sign-gradient steps do
-not move. Replacing every ``nn.ReLU`` by softplus_β(z) = log(1 + e^{βz})/β (→ ReLU as β → ∞)
-gives a smooth copy of the model whose maps are close to the real ones but whose map gradients
-are informative; the attack follows them, and every iterate is judged on the real model.
+piecewise linear in x: inside each linear region ∇_x f is constant. So
+
+* the gradient map |∇_x f| and SmoothGrad's map (the mean of ∇f at x + fixed noise) are piecewise
+  *constant* in x: their derivative with respect to x is 0 almost everywhere;
+* the integrated-gradients map (black baseline) is x ⊙ ḡ(x), ḡ the mean of ∇f at the path points
+  α_j·x: ḡ is piecewise constant, so the map is piecewise *linear*, with derivative ḡ — not 0,
+  but blind to how the path's gradients change (measured in lecture 09 on the course CNN:
+  non-zero, while the gradient map's is exactly 0);
+* Grad-CAM's channel weights are piecewise constant, its activations piecewise linear: the map
+  is piecewise linear too.
+
+For the gradient and SmoothGrad maps the attack's gradient ∇_x D(S(x)) is then 0 and the steps do
+not move; for IG and Grad-CAM it is only the first-order part. Following Dombrowski et al., the
+attack's gradients come from a copy of the model with every ``nn.ReLU`` replaced by softplus_β(z) =
+log(1 + e^{βz})/β (→ ReLU as β → ∞), whose maps are close to the real ones but have informative
+derivatives; every iterate is judged on the real model and the real map. (Dombrowski et al. also
+use a small β as a *defence*: the map of the softplus_β copy is far less manipulable.)
 
 Measures of change (per sample): ``topk_intersection(a, b, k)`` = |top-k(a) ∩ top-k(b)| / k and
 ``rank_correlation(a, b)`` = Spearman's ρ (ties get average ranks, like scipy).
@@ -204,8 +225,12 @@ class AttackResult:
     inputs: x + δ (N, C, H, W); delta_linf: ‖δ‖∞ (N,); original_map, perturbed_map: the real
     model's maps S(x), S(x + δ) (N, H, W); topk_intersection, spearman (N,) between them;
     center_shift (N,): distance of the centres of mass in pixels; moved (N,) bool: a non-zero
-    feasible δ was found (False → δ = 0 returned); confidence_before/after (N,): softmax
-    probability of the predicted class; prediction (N,) the (unchanged) predicted class.
+    feasible δ was found (False → δ = 0 returned, and the image's topk_intersection is 1 and its
+    spearman 1 only because nothing changed); confidence_before/after (N,): softmax probability of
+    the predicted class; prediction (N,) the (unchanged) predicted class.
+
+    ``summary()`` averages over the moved images only — an unmoved image counts as neither robust
+    nor fragile — and says how many were left out.
     """
     inputs: torch.Tensor
     delta_linf: torch.Tensor
@@ -221,6 +246,19 @@ class AttackResult:
     kind: str = ""
     eps: float = 0.0
 
+    def summary(self) -> dict:
+        """Means over the images the attack moved (a feasible δ ≠ 0), with the counts:
+        {"topk_intersection", "spearman", "center_shift": mean over moved images (nan if none),
+        "n_moved", "n_unmoved"}. Images with no feasible perturbation are excluded, not counted as
+        intersection 1 — that would bias the mean towards "robust"."""
+        moved = self.moved.detach().cpu()
+        n = int(moved.sum())
+
+        def mean(v):
+            return float(v.detach().cpu().double()[moved].mean()) if n else math.nan
+        return {"topk_intersection": mean(self.topk_intersection), "spearman": mean(self.spearman),
+                "center_shift": mean(self.center_shift), "n_moved": n, "n_unmoved": int(len(moved) - n)}
+
 
 def _normalised(m: torch.Tensor) -> torch.Tensor:
     return m / m.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
@@ -233,7 +271,8 @@ def attack_attribution(model, attribution_fn, inputs, target=None, kind: str = "
                        clamp=(0.0, 1.0),
                        **map_options) -> AttackResult:
     """Perturb ``inputs`` within ‖δ‖∞ ≤ ``eps`` so that the attribution map changes while the
-    prediction does not (Ghorbani et al. 2019). The attack's iterations are ``n_iter``, a name of
+    prediction does not (Ghorbani et al. 2019's attacks; Dombrowski et al. 2019's output constraint and
+    softplus surrogate — see the module docstring). The attack's iterations are ``n_iter``, a name of
     their own: ``n_steps`` among the map options is integrated gradients' path steps.
 
     attribution_fn: a name in ``ATTACK_METHODS`` ("gradient", "smoothgrad",
@@ -246,16 +285,20 @@ def attack_attribution(model, attribution_fn, inputs, target=None, kind: str = "
         (maximise the shift of its centre of mass) — sign-gradient steps of ``step_size``
         (default 2.5·ε/n_iter) projected onto the ε-ball ∩ ``clamp`` box.
     beta: softplus β of the smooth surrogate whose maps give the attack's gradients (None: use
-        the model itself — for a ReLU network the gradients then vanish; see module docstring).
+        the model itself — for the gradient and SmoothGrad maps of a ReLU network the attack's
+        gradient is then 0 and nothing moves; for IG and Grad-CAM only its first-order part is
+        left; see the module docstring).
     confidence_tol: also require |p_k(x + δ) − p_k(x)| ≤ tol·p_k(x) for the softmax confidence of
         the predicted class (None: the predicted class alone must not change).
     keep_weight: λ ≥ 0 of the term −λ·(log p_k(x + δ) − log p_k(x))² added to the attack objective
-        (on the surrogate) to keep the confidence; an iterate that breaks the constraints is
+        (on the surrogate) to keep the confidence (the one-class version of Dombrowski et al.'s
+        γ‖g(x + δ) − g(x)‖²); an iterate that breaks the constraints is
         replaced by the best feasible one before the next step.
     orthogonal: remove from each step's direction its component along ∇_x log p_k (surrogate), so
         the step leaves the confidence unchanged to first order, then scale it so that the largest
         pixel change is ``step_size`` (False: the plain sign step ``constraints.ascent_step``).
-    Returns an ``AttackResult``; every returned input keeps the model's predicted class.
+    Returns an ``AttackResult``; every returned input keeps the model's predicted class. Average
+    with ``AttackResult.summary()``: images not moved (no feasible δ) are excluded and counted.
     """
     check_model(model)
     x = _check_x(model, inputs, "inputs")
@@ -348,6 +391,7 @@ def attack_attribution(model, attribution_fn, inputs, target=None, kind: str = "
                     xa = ascent_step(xa.detach(), grad, step_size, eps, p=math.inf, center=x.detach(), clamp=clamp)
             ok, _ = feasible(xa)
             q = quality(xa)
+            ok &= (xa - x).flatten(1).abs().amax(1) > 0        # δ = 0 is no attack: "moved" means δ ≠ 0
             better = (ok & ~moved) if kind == "random_sign" else ok & (q < best_q)
             if kind != "random_sign":   # an infeasible iterate: continue from the best feasible one
                 xa = torch.where(ok.view(-1, 1, 1, 1), xa, best)

@@ -1,5 +1,6 @@
-"""Plotting helpers: image grids, attribution heatmaps (the seismic recipe), overlays,
-and embedding scatter plots with thumbnails."""
+"""Plotting helpers: image grids, galleries (a query image and rows of related images, lectures
+05–07), attribution heatmaps (the seismic recipe), overlays, and embedding scatter plots with
+thumbnails."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,9 +19,25 @@ def _attr_array(name: str, attr) -> np.ndarray:
     return a[None] if a.ndim == 2 else a
 
 
+def _wrap(text, width: int) -> str:
+    """Wrap each line of ``text`` at ``width`` characters (titles under small images stay inside them)."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width, break_long_words=False) or line for line in str(text).split("\n"))
+
+
+def _title_height(titles, fontsize: float) -> float:
+    """Height in inches that the tallest of ``titles`` (already wrapped) needs above its axes."""
+    lines = max((str(t).count("\n") + 1 for t in titles), default=0)
+    return lines * fontsize * 1.35 / 72 + 0.08 if lines else 0.0
+
+
 def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: float = 1.4,
-               vmin=None, vmax=None, suptitle: str | None = None):
-    """Show a batch of images (N, C, H, W) in a grid; returns the matplotlib Figure."""
+               vmin=None, vmax=None, suptitle: str | None = None, fontsize: float = 9):
+    """Show a batch of images (N, C, H, W) in a grid; returns the matplotlib Figure.
+
+    Long titles are wrapped to the image width and every row gets the height its titles need, so a
+    row's titles never overlap the row above (the figure grows with the number of rows)."""
     import matplotlib.pyplot as plt
 
     if images is None or isinstance(images, (str, bytes)) or not hasattr(images, "__len__"):
@@ -29,21 +46,103 @@ def image_grid(images, titles=None, ncols: int = 8, cmap: str = "gray", size: fl
     if n == 0:
         raise ValueError("images must not be empty")
     ncols = check_int("ncols", ncols, min=1)
+    fontsize = check_real("fontsize", fontsize, min=1.0)
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles must have one entry per image ({n}), got {len(titles)}")
     ncols = max(1, min(ncols, n))
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.3 if titles else 0)),
-                             squeeze=False)
+    chars = max(6, int(size * 72 / (0.6 * fontsize)))        # characters that fit across one image
+    wrapped = [_wrap(t, chars) for t in titles] if titles is not None else None
+    th = _title_height(wrapped, fontsize) if wrapped else 0.0
+    sup = _title_height([_wrap(suptitle, int(size * ncols * 72 / (0.6 * 12)))], 12) if suptitle else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + th) * nrows + sup + 0.1),
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(to_numpy_image(images[i]), cmap=cmap, vmin=vmin, vmax=vmax)
-            if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=8)
+            if wrapped is not None:
+                ax.set_title(wrapped[i], fontsize=fontsize)
     if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
+        fig.suptitle(_wrap(suptitle, int(size * ncols * 72 / (0.6 * 12))), fontsize=12)
+    return fig
+
+
+def gallery(query, groups, *, query_title: str = "", hist=None, hist_title: str = "", hist_xlabel: str = "",
+            ncols: int = 5, size: float = 1.6, fontsize: float = 9, suptitle: str | None = None,
+            cmap: str = "gray"):
+    """A query image and rows of related images, e.g. a test image and its most helpful / harmful
+    training images (lectures 05, 06, 07). Returns the matplotlib Figure.
+
+    query: one image (C, H, W) or (H, W), drawn top left with ``query_title``.
+    groups: a list of ``(name, images, titles, colour)``; each group starts a new row, is wrapped
+    into rows of at most ``ncols`` images, carries ``name`` as a row label and draws its titles in
+    ``colour``. hist: optional 1-D values (e.g. all n_train scores) drawn as a histogram with tick
+    labels under the query image. The figure's width is fixed by ``ncols`` (not by the number of
+    images, so it is not shrunk on a web page) and its height grows with the rows; titles are
+    wrapped to the image width and set in ``fontsize`` points (≥ 8).
+    """
+    import matplotlib.pyplot as plt
+
+    ncols = check_int("ncols", ncols, min=1)
+    size = check_real("size", size, min=0.3)
+    fontsize = check_real("fontsize", fontsize, min=8.0)
+    if isinstance(groups, (str, bytes)) or not hasattr(groups, "__iter__"):
+        raise TypeError("groups must be a list of (name, images, titles, colour)")
+    groups = list(groups)
+    rows = []   # (group index, images, wrapped titles) per grid row
+    chars = max(6, int(size * 72 / (0.6 * fontsize)))
+    for g, grp in enumerate(groups):
+        if len(grp) != 4:
+            raise ValueError(f"groups[{g}] must be (name, images, titles, colour), got {len(grp)} entries")
+        name, imgs, titles, _ = grp
+        if titles is not None and len(titles) != len(imgs):
+            raise ValueError(f"groups[{g}] ({name}): titles must have one entry per image ({len(imgs)}), "
+                             f"got {len(titles)}")
+        ts = [_wrap(t, chars) for t in titles] if titles is not None else [""] * len(imgs)
+        for r0 in range(0, max(len(imgs), 1), ncols):
+            rows.append((g, list(imgs[r0:r0 + ncols]), ts[r0:r0 + ncols]))
+    qt = _wrap(query_title, max(6, int(1.5 * size * 72 / (0.6 * fontsize))))
+    nrows = max(len(rows), 2 if hist is not None else 1)
+    heights = [size + max(_title_height(r[2], fontsize), _title_height([qt] if i == 0 else [], fontsize))
+               for i, r in enumerate(rows)]
+    heights += [size + 0.5] * (nrows - len(heights))
+    left = 1.5 * size
+    sup_chars = int((left + size * ncols) * 72 / (0.6 * (fontsize + 1)))
+    sup = _wrap(suptitle, sup_chars) if suptitle else None
+    sup_h = _title_height([sup], fontsize + 1) if sup else 0.0
+    fig = plt.figure(figsize=(left + size * ncols + 0.3, sum(heights) + sup_h + 0.2), layout="constrained")
+    gs = fig.add_gridspec(nrows, ncols + 1, width_ratios=[1.5] + [1] * ncols, height_ratios=heights)
+    axq = fig.add_subplot(gs[0, 0])
+    axq.imshow(to_numpy_image(query), cmap=cmap)
+    axq.set_title(qt, fontsize=fontsize)
+    axq.axis("off")
+    if hist is not None:
+        vals = as_tensor("hist", hist.detach() if isinstance(hist, torch.Tensor) else hist).cpu().double().flatten()
+        axh = fig.add_subplot(gs[1:, 0])
+        axh.hist(vals.numpy(), bins=40, color="grey")
+        axh.set_title(_wrap(hist_title, chars + 6), fontsize=fontsize)
+        axh.set_xlabel(hist_xlabel, fontsize=fontsize)
+        axh.set_ylabel("count", fontsize=fontsize)
+        axh.tick_params(labelsize=fontsize - 1)
+        axh.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+        axh.xaxis.get_offset_text().set_fontsize(fontsize - 1)
+        axh.locator_params(axis="x", nbins=4)
+    first = set()
+    for r, (g, imgs, ts) in enumerate(rows):
+        name, _, _, colour = groups[g]
+        for j, (img, t) in enumerate(zip(imgs, ts)):
+            a = fig.add_subplot(gs[r, j + 1])
+            a.imshow(to_numpy_image(img), cmap=cmap)
+            a.set_title(t, fontsize=fontsize, color=colour)
+            a.set_xticks([]); a.set_yticks([])
+            for sp in a.spines.values():
+                sp.set_visible(False)
+            if j == 0 and g not in first:
+                a.set_ylabel(name, fontsize=fontsize + 1, color=colour)
+                first.add(g)
+    if sup:
+        fig.suptitle(sup, fontsize=fontsize + 1)
     return fig
 
 

@@ -14,6 +14,12 @@ through the sandbox (``k.call``), receiving plain arrays only.
   (scipy's ``cg``/``minres``) returns neither the residual history nor the number of products.
 * ``influence_scores``: exact influence (explicit Hessian, Cholesky/eigh in float64, the
   package's tested ``method="exact"``) on this student's training subset, λ and test point.
+* ``loo_check``: returns ``(predicted, actual)`` for three per-student training indices (one of
+  the most influential, two others) on a per-student training subset, λ and test point of the
+  digits; the reference is −I_up,loss/n from the exact influence and the package's tested
+  ``leave_one_out`` (retraining from the same θ̂, the removed point's weight set to 0, the others'
+  kept at 1/n). Deleting the row instead (weights 1/(n−1)) changes ``actual`` by far more than
+  the tolerance.
 """
 import math
 
@@ -30,7 +36,7 @@ _PACKAGE = [f"{_DA}.{name}" for name in ("influence", "i_up_loss", "influence_fu
                                            "leave_one_out", "InfluenceFunction", "METHODS", "solvers",
                                            "retraining.leave_one_out")]
 RULED_OUT = ["torch.func", "functorch", "torch._functorch", "torch.autograd.functional", "scipy", "jax"] + _PACKAGE
-FORBIDDEN = {"hvp_answer": RULED_OUT, "cg_answer": RULED_OUT, "influence_answer": RULED_OUT}
+FORBIDDEN = {"hvp_answer": RULED_OUT, "cg_answer": RULED_OUT, "influence_answer": RULED_OUT, "loo_answer": RULED_OUT}
 
 MARGIN = 1.1
 """Every graded tolerance leaves this factor between tol·‖b‖ and the residuals either side of the stop."""
@@ -226,3 +232,50 @@ def influence_scores(k):
     got = k.call("influence_scores", k.module(model), loss, X, y, Xt, yt, l2)
     close(got, want, atol=1e-6 * float(want.abs().max()),
           what=f"influence scores (random {d}×{d} inputs, {K} classes, n={n}, l2={l2:.3g})")
+
+
+# ----------------------------------------------------------------------------- task 4
+def _as_vector(v, what):
+    try:
+        a = np.asarray(v.detach().cpu() if isinstance(v, torch.Tensor) else v, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise Failed(f"{what} must be a tensor of 3 numbers, got {type(v).__name__}") from None
+    if a.shape != (3,):
+        raise Failed(f"{what} must have shape (3,), got {a.size} values")
+    return torch.as_tensor(a)
+
+
+@task("loo_tests", timeout=180)
+def loo_check(k):
+    from xaicourse.data_attribution import fit, i_up_loss, leave_one_out
+    from xaicourse.models import LogisticRegression
+
+    rng = k.rng("loo")
+    split = _digits()
+    loss = k.instance("torch.nn:CrossEntropyLoss")
+    n = int(rng.integers(60, 91))
+    idx = torch.as_tensor(rng.choice(len(split.X_train), n, replace=False))
+    X, y = split.X_train[idx].double(), split.y_train[idx]
+    t = int(rng.integers(len(split.X_test)))
+    Xt, yt = split.X_test[t:t + 1].double(), split.y_test[t:t + 1]
+    l2 = float(rng.uniform(0.05, 0.2))
+    torch.manual_seed(int(rng.integers(2 ** 31)))
+    model = LogisticRegression().double()
+    fit(model, nn.CrossEntropyLoss(), X, y, l2=l2, tol=1e-10, max_iter=3000)   # θ̂: stationary
+    scores = i_up_loss(model, nn.CrossEntropyLoss(), X, y, Xt, yt, l2=l2, method="exact")[0]
+    top = scores.abs().argsort(descending=True)[:3].tolist()
+    first = top[int(rng.integers(3))]
+    others = [int(i) for i in rng.permutation(n) if int(i) != first][:2]
+    indices = [first] + others
+    order = rng.permutation(3)
+    indices = [int(indices[j]) for j in order]
+    want_pred = -scores[indices] / n
+    want_act = leave_one_out(model, nn.CrossEntropyLoss(), X, y, Xt, yt, indices, l2=l2)[0]
+    out = k.call("loo_check", k.module(model), loss, X, y, Xt, yt, l2, indices)
+    if not isinstance(out, (tuple, list)) or len(out) != 2:
+        raise Failed("loo_check must return a tuple (predicted, actual)")
+    pred, act = _as_vector(out[0], "predicted"), _as_vector(out[1], "actual")
+    what = f"(n={n}, l2={l2:.3g}, test digit {t}, indices {indices})"
+    close(pred, want_pred, atol=1e-6 * float(want_pred.abs().max()), what=f"predicted = −I_up,loss/n {what}")
+    close(act, want_act, atol=2e-4 * float(want_act.abs().max()),
+          what=f"actual change of the test loss after retraining from θ̂ with the point's weight 0 {what}")

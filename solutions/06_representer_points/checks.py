@@ -9,6 +9,11 @@ function through the sandbox (``k.call``), receiving plain arrays only.
   a minimum fitted here, and the residual W − Σ_i α_i Φ_iᵀ = ∇L(W)/(2λ) is not returned by any
   library.
 * ``representer_contributions`` on α, features and targets drawn here (α need not come from a fit).
+* ``refit_last_layer``: a few (10–40) gradient-descent steps from a W₀ drawn here, with a step size
+  and λ drawn here: the iterates and the residual norms along them are compared, not the minimum
+  (which a library optimiser would return).
+* ``flag_mislabels``: the k largest |α_{i,y_i}| at a given W (not a minimum), on random problems
+  and on digits with flipped labels; the set must match and the order must be by |α|.
 """
 import torch
 
@@ -18,6 +23,9 @@ FORBIDDEN = {
     "alpha_answer": ["xaicourse.data_attribution", "torch.autograd", "torch.func", "functorch", "torch._functorch",
                      "jax"],
     "contributions_answer": ["xaicourse.data_attribution"],
+    "refit_answer": ["xaicourse.data_attribution", "torch.autograd", "torch.func", "functorch", "torch._functorch",
+                     "jax", "torch.optim", "sklearn", "scipy.optimize"],
+    "mislabel_answer": ["xaicourse.data_attribution", "xaicourse.widgets"],
 }
 
 
@@ -107,3 +115,86 @@ def contributions(k):
     want = _contributions(alpha_fit, phi, phi_t, target)
     got = k.call("representer_contributions", alpha_fit, phi, phi_t, target)
     close(got, want, atol=1e-10 * float(want.abs().max()), what="contributions of a fitted layer on digits")
+
+
+def _refit(phi, y, W0, l2, lr, n_steps):
+    """Gradient descent on mean CE + λ‖W‖², float64: (W_n, residual norms at W_0 … W_n)."""
+    phi, W = phi.double(), W0.double().clone()
+    n = len(phi)
+    norms = []
+    for step in range(n_steps + 1):
+        g = torch.softmax(phi @ W.T, 1)
+        g[torch.arange(n), y] -= 1
+        alpha = -g / (2 * l2 * n)
+        norms.append(float((W - alpha.T @ phi).norm()))
+        if step < n_steps:
+            W = W - lr * (g.T @ phi / n + 2 * l2 * W)
+    return W, torch.tensor(norms, dtype=torch.float64)
+
+
+def _safe_lr(phi, l2, u):
+    return u / (0.5 * float(torch.linalg.matrix_norm(phi.double(), 2)) ** 2 / len(phi) + 2 * l2)
+
+
+@task("refit_tests")
+def refit(k):
+    rng = k.rng("refit")
+    for dtype, rtol in ((torch.float64, 1e-9), (torch.float32, 1e-4)):
+        phi, y, W0, l2 = _random_problem(rng, dtype)
+        lr, n_steps = _safe_lr(phi, l2, float(rng.uniform(0.3, 0.9))), int(rng.integers(10, 41))
+        want_W, want_norms = _refit(phi, y, W0, l2, lr, n_steps)
+        out = k.call("refit_last_layer", phi, y, W0, l2, lr, n_steps)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise AssertionError("refit_last_layer must return a tuple (W, residual_norms)")
+        W, norms = out
+        what = f"n={len(phi)}, K={len(W0)}, λ={l2:.3g}, lr={lr:.3g}, {n_steps} steps, {dtype}"
+        close(W, want_W, atol=rtol * float(want_W.abs().max()), what=f"W after the last step ({what})")
+        close(norms, want_norms, atol=rtol * float(want_norms.max()), what=f"residual norms W_0 … W_n ({what})")
+    # digits pixels, W0 = 0: the residual at W0 is −Σ α_i Φ_iᵀ, not 0
+    split = _digits()
+    idx = torch.as_tensor(rng.choice(len(split.X_train), int(rng.integers(60, 121)), replace=False))
+    phi, y = split.X_train[idx].flatten(1).double(), split.y_train[idx]
+    l2 = float(rng.uniform(0.01, 0.05))
+    lr, n_steps = _safe_lr(phi, l2, float(rng.uniform(0.5, 0.9))), int(rng.integers(15, 31))
+    W0 = torch.zeros(10, phi.shape[1], dtype=torch.float64)
+    want_W, want_norms = _refit(phi, y, W0, l2, lr, n_steps)
+    W, norms = k.call("refit_last_layer", phi, y, W0, l2, lr, n_steps)
+    close(W, want_W, atol=1e-9 * float(want_W.abs().max()), what="W on digits from W0 = 0")
+    close(norms, want_norms, atol=1e-9 * float(want_norms.max()), what="residual norms on digits from W0 = 0")
+
+
+def _scores(phi, y, W, l2):
+    p = torch.softmax(phi.double() @ W.double().T, 1)[torch.arange(len(phi)), y]
+    return (1 - p) / (2 * l2 * len(phi))
+
+
+def _compare_flags(k, phi, y, W, l2, kk, what):
+    import numpy as np
+
+    score = _scores(phi, y, W, l2)
+    want = torch.argsort(score, descending=True)[:kk]
+    got = np.asarray(k.call("flag_mislabels", phi, y, W, l2, kk)).reshape(-1)
+    if len(got) != kk or not np.issubdtype(got.dtype, np.integer):
+        raise AssertionError(f"flag_mislabels must return {kk} integer indices ({what}), got {len(got)} "
+                             f"of type {got.dtype}")
+    if set(got.tolist()) != set(want.tolist()):
+        raise AssertionError(f"flag_mislabels: not the {kk} largest |α_(i,y_i)| ({what})")
+    s = score[torch.as_tensor(got)]
+    if bool((s[1:] > s[:-1] * (1 + 1e-9) + 1e-300).any()):
+        raise AssertionError(f"flag_mislabels: not ordered by |α_(i,y_i)|, largest first ({what})")
+
+
+@task("mislabel_tests")
+def mislabels(k):
+    rng = k.rng("mislabels")
+    phi, y, W, l2 = _random_problem(rng, torch.float64)
+    _compare_flags(k, phi, y, W, l2, int(rng.integers(3, len(phi) // 3)), "random W (not a minimum)")
+    from xaicourse.data_attribution import RepresenterPoints, flip_labels
+
+    split = _digits()
+    idx = torch.as_tensor(rng.choice(len(split.X_train), int(rng.integers(100, 201)), replace=False))
+    phi = split.X_train[idx].flatten(1).double()
+    y, _ = flip_labels(split.y_train[idx], float(rng.uniform(0.05, 0.2)), 10, seed=int(rng.integers(0, 10_000)))
+    l2 = float(rng.uniform(0.01, 0.05))
+    W = RepresenterPoints(l2=l2, tol=1e-6, max_iter=200).fit(phi, y, n_classes=10).weight_
+    _compare_flags(k, phi, y, W, l2, int(rng.integers(5, len(phi) // 4)), "digits with flipped labels, refitted W")

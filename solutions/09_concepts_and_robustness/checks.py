@@ -6,7 +6,10 @@ backdoored CNN trained here and of a randomly initialised CNN of their own width
 activations, the CAV, the per-input directional derivatives S(x) and the TCAV score. Task 2 asks
 for the top-k overlap and for ONE step of the top-k attack on explanations with its intermediate
 numbers (the perturbation δ, the top-k mass before and after, the overlap) on smooth networks of
-this student's own. References are computed here; the kernel only ever sees inputs.
+this student's own. Task 3 asks for Welch's t-test (t, ν, p) on this student's own lists of TCAV-like
+scores — lengths, effect sizes, containers and the constant-list conventions — and for Bonferroni's
+correction of their own p-values; scipy.stats is ruled out there. References are computed here;
+the kernel only ever sees inputs.
 
 Numerical care (so that honest work in float32 or float64 earns full marks):
 
@@ -34,7 +37,8 @@ from xaicourse.checking import Failed, close, task
 RULED_OUT = ["captum", "quantus", "xaicourse.concepts", "xaicourse.robustness", "xaicourse.attribution",
              "xaicourse.metrics", "xaicourse.evaluation", "xaicourse.constraints", "xaicourse._torch", "xaicourse.maps", "xaicourse.featurevis",
              "xaicourse.widgets", "xaicourse.checking", "torch.func", "torch.autograd.functional"]
-FORBIDDEN = {"cav_answer": RULED_OUT, "attack_answer": RULED_OUT}
+FORBIDDEN = {"cav_answer": RULED_OUT, "attack_answer": RULED_OUT,
+             "ttest_answer": RULED_OUT + ["scipy.stats", "statsmodels", "pingouin"]}
 
 LAYERS = ("relu1", "pool1", "relu2", "conv3", "gmp", "fc1", "relu4")
 CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
@@ -381,3 +385,90 @@ def attack(k):
 def _copy(m, double):
     c = copy.deepcopy(m)
     return c.double() if double else c.float()
+
+
+# ----------------------------------------------------------------------------- the t-test
+def _welch_ref(s, r):
+    """(t, ν, p) of the two-sided Welch t-test, float64 — scipy's, trusted side."""
+    from scipy.stats import ttest_ind
+    s, r = np.asarray(s, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    vs, vr = s.var(ddof=1) / len(s), r.var(ddof=1) / len(r)
+    dof = (vs + vr) ** 2 / (vs ** 2 / (len(s) - 1) + vr ** 2 / (len(r) - 1))
+    res = ttest_ind(s, r, equal_var=False)
+    return float(res.statistic), float(dof), float(res.pvalue)
+
+
+def _scores(rng, n, p):
+    """n TCAV-like scores: fractions of a batch of this student's size, around p."""
+    N = int(rng.integers(20, 61))
+    return rng.binomial(N, p, n) / N
+
+
+def _ttest_reply(got, what):
+    if not isinstance(got, dict) or not {"t", "dof", "p"} <= set(got):
+        raise Failed(f"{what}: return a dict with the keys 't', 'dof', 'p'")
+    out = {}
+    for key in ("t", "dof", "p"):
+        v = got[key]
+        try:
+            out[key] = float(v.reshape(-1)[0]) if hasattr(v, "reshape") and getattr(v, "ndim", 0) else float(v)
+        except (TypeError, ValueError, IndexError):
+            raise Failed(f"{what}: '{key}' is not a number") from None
+    return out
+
+
+@task("ttest_tests")
+def ttest(k):
+    rng = k.rng("ttest")
+    # 1. this student's score lists: different lengths, containers and effect sizes (one list constant once)
+    cases = []
+    for j in range(4):
+        n_s, n_r = (int(v) for v in rng.integers(4, 16, 2))
+        p_s, p_r = float(rng.uniform(0.2, 0.9)), float(rng.uniform(0.2, 0.9))
+        if j == 0:
+            p_r = p_s                                            # no effect: a large p
+        s, r = _scores(rng, n_s, p_s), _scores(rng, n_r, p_r)
+        while s.std() == 0 or r.std() == 0:
+            s, r = _scores(rng, n_s, p_s), _scores(rng, n_r, p_r)
+        cases.append((s, r))
+    s = _scores(rng, int(rng.integers(5, 12)), 0.6)
+    while s.std() == 0:
+        s = _scores(rng, len(s), 0.6)
+    cases.append((np.ones(int(rng.integers(4, 10))), s))          # a constant concept list (all scores 1)
+    kinds = ["list", "ndarray", "tensor", "tensor64", "list"]
+    for (s, r), kind in zip(cases, kinds):
+        args = {"list": lambda a: [float(v) for v in a], "ndarray": lambda a: np.asarray(a, dtype=np.float64),
+                "tensor": lambda a: torch.tensor(a, dtype=torch.float32),
+                "tensor64": lambda a: torch.tensor(a, dtype=torch.float64)}[kind]
+        s_in, r_in = args(s), args(r)
+        # the reference sees exactly what the student sees (float32 tensors are rounded)
+        s_ref = np.asarray(torch.as_tensor(s_in).double()) if kind == "tensor" else np.asarray(s, dtype=np.float64)
+        r_ref = np.asarray(torch.as_tensor(r_in).double()) if kind == "tensor" else np.asarray(r, dtype=np.float64)
+        t, dof, p = _welch_ref(s_ref, r_ref)
+        what = f"welch_ttest of {len(s)} vs {len(r)} scores ({kind})"
+        got = _ttest_reply(k.call("welch_ttest", s_in, r_in), what)
+        close(got["t"], t, atol=1e-6, rtol=1e-4, shape=False, what=f"{what}: t")
+        close(got["dof"], dof, atol=1e-6, rtol=1e-4, shape=False, what=f"{what}: dof")
+        close(got["p"], p, atol=1e-9, rtol=1e-4, shape=False, what=f"{what}: p")
+    # 2. both constant: the conventions
+    c = float(np.round(rng.uniform(0.1, 0.9), 2))
+    for s, r, want in (([c] * 4, [c] * 6, 1.0), ([c] * 5, [1.0] * 3, 0.0)):
+        got = k.call("welch_ttest", s, r)
+        if not isinstance(got, dict) or "p" not in got:
+            raise Failed("welch_ttest of two constant lists: return a dict with 'p'")
+        close(float(got["p"]), want, atol=0, shape=False, what=f"welch_ttest of two constant lists (means {s[0]}, {r[0]}): p")
+    k.raises(ValueError, "welch_ttest", [0.5], [0.4, 0.6, 0.5])
+    k.raises(ValueError, "welch_ttest", [0.5, 0.7, 0.6], [0.4])
+    # 3. Bonferroni on this student's p-values and alpha
+    m = int(rng.integers(8, 40))
+    alpha = float(rng.choice([0.01, 0.05, 0.1]))
+    pv = np.concatenate([rng.uniform(0, alpha / m, 3) * 0.999, rng.uniform(alpha / m * 1.001, 1.0, m - 3)])
+    rng.shuffle(pv)
+    got = k.call("bonferroni", pv.tolist(), alpha)
+    got = np.asarray(got)
+    if got.shape != (m,):
+        raise Failed(f"bonferroni of {m} p-values: shape {got.shape}, expected ({m},)")
+    if got.dtype != bool:
+        raise Failed(f"bonferroni: return a bool array, got dtype {got.dtype}")
+    if not np.array_equal(got, pv < alpha / m):
+        raise Failed(f"bonferroni of {m} p-values at alpha = {alpha}: wrong entries")

@@ -11,7 +11,10 @@ chain rule's local derivative by a *rule* and walk the network backwards once; e
   split among its inputs in proportion to their contributions z_ij = a_i w_ij:
   ε rule   R_i = a_i Σ_j w_ij R_j / (z_j + ε·sign(z_j)),  z_j = Σ_i a_i w_ij + b_j;
   z⁺ rule  the same with w⁺ = max(w, 0) (captum's ``Alpha1_Beta0_Rule``, bias kept);
-  αβ rule  R_i = Σ_j (α (a_i w_ij)⁺ / Σ_i (a_i w_ij)⁺ − β (a_i w_ij)⁻ / Σ_i (a_i w_ij)⁻) R_j, α − β = 1.
+  αβ rule  R_i = Σ_j (α (a_i w_ij)⁺ / Σ_i (a_i w_ij)⁺ − β (a_i w_ij)⁻ / Σ_i (a_i w_ij)⁻) R_j, α − β = 1;
+  w² rule  R_i = Σ_j w_ij² / Σ_i' w_i'j² · R_j (Montavon et al. 2017, Deep Taylor for unbounded
+           inputs: the input's value plays no part) — ``input_rule="wsquare"``, on the first
+           Linear/Conv layer only, the other layers keep ``rule`` (a composite, as in the LRP overview).
   ReLUs pass relevance unchanged; max-pools route it to the winner. Starting from R = f_t(x),
   Σ R = f_t(x) minus what the biases (and ε) absorb; the αβ rule ignores biases, so on a
   bias-free network (every neuron with inputs of both signs) relevance is conserved exactly.
@@ -217,6 +220,7 @@ def deeplift(model: nn.Module, inputs: torch.Tensor, target=None, baselines=None
 
 # ------------------------------------------------------------------ LRP
 LRP_RULES = ("epsilon", "zplus", "alphabeta")
+INPUT_RULES = ("wsquare",)
 LRP_MODULES = LINEAR + NORMS + POOLS + PASS + (nn.ReLU, nn.Tanh)
 
 
@@ -227,24 +231,38 @@ def _weighted(layer, weight, bias):
     return lambda a: layer._conv_forward(a, weight, bias)
 
 
+def _ratio(R, z, eps):
+    """R / (z + ε·sign(z)), sign(0) = +1; 0 where that denominator is 0 (ε = 0 and z = 0: nothing flows)."""
+    d = _stab(z, eps)
+    return torch.where(d == 0, torch.zeros_like(R), R / torch.where(d == 0, torch.ones_like(d), d))
+
+
 def _stab(z, eps):
     s = torch.sign(z)
     s[s == 0] = 1
     return z + eps * s
 
 
-def _lrp_rule(rule: str, epsilon: float, alpha: float, beta: float):
+def _lrp_rule(rule: str, epsilon: float, alpha: float, beta: float, input_rule=None):
     """Rules on relevance: the 'gradient' carried between modules is the relevance itself (captum's
-    scheme), so functional arithmetic in ``forward`` (a shift, a flatten) passes it unchanged."""
+    scheme), so functional arithmetic in ``forward`` (a shift, a flatten) passes it unchanged.
+    ``input_rule="wsquare"``: the first Linear/Conv layer the forward pass meets takes the w² rule."""
     stab = epsilon if rule == "epsilon" else 1e-9
+    seen = {"linear": 0}
 
     def make(module, a, y):
         a = a.detach()
         if isinstance(module, (nn.ReLU, nn.Tanh) + PASS):
             return (lambda R: R) if isinstance(module, (nn.ReLU, nn.Tanh)) else None
+        if isinstance(module, LINEAR):
+            seen["linear"] += 1
+            if input_rule == "wsquare" and seen["linear"] == 1:
+                fn = _weighted(module, module.weight ** 2, None)
+                ones = torch.ones_like(a)                 # z_j = Σ_i w_ij² (only the inputs j sees)
+                return lambda R: _vjp(fn, ones, _ratio(R, fn(ones), 1e-9))
         if isinstance(module, LINEAR) and rule == "zplus":
             fn = _weighted(module, module.weight.clamp(min=0), module.bias)
-            return lambda R: a * _vjp(fn, a, R / _stab(fn(a), stab))
+            return lambda R: a * _vjp(fn, a, _ratio(R, fn(a), stab))
         if isinstance(module, LINEAR) and rule == "alphabeta":
             def ab(R):
                 wp, wn = module.weight.clamp(min=0), module.weight.clamp(max=0)
@@ -252,18 +270,18 @@ def _lrp_rule(rule: str, epsilon: float, alpha: float, beta: float):
                 fp, fn_ = _weighted(module, wp, None), _weighted(module, wn, None)
                 zp = fp(ap) + fn_(an)                                  # Σ_i (a_i w_ij)⁺
                 zn = fp(an) + fn_(ap)                                  # Σ_i (a_i w_ij)⁻
-                sp, sn = R / _stab(zp, 1e-9), R / _stab(zn, 1e-9)
+                sp, sn = _ratio(R, zp, 1e-9), _ratio(R, zn, 1e-9)
                 pos = ap * _vjp(fp, ap, sp) + an * _vjp(fn_, an, sp)
                 neg = an * _vjp(fp, an, sn) + ap * _vjp(fn_, ap, sn)
                 return alpha * pos - beta * neg
             return ab
         # ε rule: Linear, Conv (rule "epsilon"), BatchNorm (an affine layer), pools
-        return lambda R: a * _vjp(module, a, R / _stab(module(a), stab))
+        return lambda R: a * _vjp(module, a, _ratio(R, module(a), stab))
     return make
 
 
 def lrp(model: nn.Module, inputs: torch.Tensor, target=None, rule: str = "epsilon", epsilon: float = LRP_EPSILON,
-        alpha: float = 1.0, beta: float = 0.0, return_convergence_delta: bool = False):
+        alpha: float = 1.0, beta: float = 0.0, return_convergence_delta: bool = False, *, input_rule=None):
     """Layer-wise relevance propagation, shaped like ``inputs`` (N, ...).
 
     Relevance starts as R = f_t(x) on the target logit and is passed down module by module (see
@@ -272,7 +290,9 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target=None, rule: str = "epsilo
     equals input × gradient; captum's ``EpsilonRule`` default 1e-9 is that LRP-0), "zplus" (only
     positive weights, captum's ``Alpha1_Beta0_Rule``, bias kept in the denominator) or
     "alphabeta" (α ≥ 1, β = α − 1 ≥ 0; biases ignored: a neuron switched on by its bias alone
-    keeps its relevance). BatchNorm (eval) is an affine layer and takes the ε rule, as in captum.
+    keeps its relevance). input_rule (keyword): None, or "wsquare" — the first Linear/Conv layer
+    of the forward pass takes the w² rule R_i = Σ_j w_ij² R_j / Σ_i' w_i'j² (its biases ignored),
+    the layers above keep ``rule``. BatchNorm (eval) is an affine layer and takes the ε rule, as in captum.
     ReLU (and Tanh, as in captum) and flatten pass relevance through; pools (also adaptive) use the ε rule, which
     sends a max window's relevance to its maximum. Arithmetic in ``forward`` (SmallCNN's input
     shift x − 0.5) passes relevance through unchanged (as in captum: the map is the relevance of
@@ -286,6 +306,8 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target=None, rule: str = "epsilo
     """
     x = check_inputs(model, inputs).detach()
     check_choice("rule", rule, LRP_RULES)
+    if input_rule is not None:
+        check_choice("input_rule", input_rule, INPUT_RULES)
     epsilon = check_real("epsilon", epsilon, min=0.0)
     alpha, beta = check_real("alpha", alpha, min=1.0), check_real("beta", beta, min=0.0)
     if rule == "alphabeta" and abs(alpha - beta - 1) > 1e-12:
@@ -295,7 +317,7 @@ def lrp(model: nn.Module, inputs: torch.Tensor, target=None, rule: str = "epsilo
     N = len(x)
     with eval_on(model, freeze=True):
         xg = x.clone().requires_grad_(True)
-        with torch.enable_grad(), _rules(model, _lrp_rule(rule, epsilon, alpha, beta)):
+        with torch.enable_grad(), _rules(model, _lrp_rule(rule, epsilon, alpha, beta, input_rule)):
             out = scores(model, xg)
             t = resolve_target(model, x, target, outputs=out.detach())
             f = select(out, t)

@@ -27,9 +27,13 @@ to the test gradients (s_test = H⁻¹ ∇ℓ(z_test), one solve per test point)
 * ``"lissa"``   — the stochastic Neumann-series recursion of Agarwal et al. (2017) used by Koh &
   Liang: h_0 = v, h_j = v + (I − (H_B + δI)/s) h_{j−1}, s_test ≈ h_depth / s, averaged over
   ``repeats`` runs; H_B is the Hessian on a random mini-batch of ``lissa_batch`` points (all
-  points when None: then the recursion is deterministic). Converges when the scale s exceeds the
-  largest eigenvalue of H + δI (the default ``scale=None`` estimates it by power iteration and
-  takes 1.1× that); the error after ``depth`` steps shrinks like (1 − λ_min/s)^depth.
+  points when None: then the recursion is deterministic). The error after j steps is
+  (I − H/s)^j applied to the error of h_0, so it converges iff every eigenvalue of I − (H + δI)/s
+  lies in (−1, 1), i.e. 0 < λ < 2s for every eigenvalue λ of H + δI: the scale must exceed
+  **half** the largest eigenvalue, s > λ_max/2 (not λ_max), and H + δI must be positive definite.
+  The error shrinks like ρ^depth with ρ = max(|1 − λ_min/s|, |1 − λ_max/s|); ρ is smallest at
+  s = (λ_min + λ_max)/2. The default ``scale=None`` estimates λ_max by power iteration and takes
+  1.1× that (safe, since the stochastic mini-batch Hessian can have a larger λ_max than the full one).
 * ``"arnoldi"`` — Schioppa et al. (2022): an Arnoldi (for symmetric H, Lanczos) iteration with
   full re-orthogonalisation builds an orthonormal Krylov basis Q (P × m); the eigenpairs of the
   small matrix QᵀHQ give the top-``rank`` eigenvalues λ_k and eigenvectors u_k of H, and
@@ -310,9 +314,10 @@ def i_up_loss(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_label
         tol, max_iter: CG stopping rule — relative residual ‖Hx − b‖/‖b‖ ≤ tol (default 1e-5 in
             float32, 1e-10 in float64), at most max_iter (default min(10·P, 1000)) iterations (a
             RuntimeWarning reports a solve that did not reach tol).
-        depth, scale, repeats, lissa_batch: LiSSA recursion depth, scale s (> largest eigenvalue of
-            H + δI; None = 1.1 × a power-iteration estimate), number of averaged runs, and
-            mini-batch size for the stochastic Hessian (None = all points, deterministic).
+        depth, scale, repeats, lissa_batch: LiSSA recursion depth, scale s (the series converges iff
+            s > λ_max/2, half the largest eigenvalue of H + δI; None = 1.1 × a power-iteration
+            estimate of λ_max), number of averaged runs, and mini-batch size for the stochastic
+            Hessian (None = all points, deterministic).
         arnoldi_dim, rank: Arnoldi iterations (None = P when P ≤ 2,000, else 200) and the number of
             top eigenpairs kept (None = all found).
         seed: (int ≥ 0) for LiSSA's mini-batches and Arnoldi's start vector.

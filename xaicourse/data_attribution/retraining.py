@@ -18,13 +18,17 @@ __all__ = ["fit", "leave_one_out", "check_indices"]
 
 
 def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor, *, l2: float = 0.0,
-        layers=None, drop=None, tol: float | None = None, max_iter: int = 1000) -> dict:
-    """Minimise (1/n) Σ_{i ∉ drop} ℓ(z_i; θ) + (l2/2)‖θ‖² over the chosen parameters in place,
-    full-batch L-BFGS (strong-Wolfe line search) from the current values.
+        layers=None, drop=None, damping: float = 0.0, tol: float | None = None, max_iter: int = 1000) -> dict:
+    """Minimise (1/n) Σ_{i ∉ drop} ℓ(z_i; θ) + (l2/2)‖θ‖² [+ (damping/2)‖θ − θ₀‖²] over the chosen
+    parameters in place, full-batch L-BFGS (strong-Wolfe line search) from the current values θ₀.
 
     ``drop``: indices whose weight is set to 0 (the others keep weight 1/n: exactly the ε = −1/n
-    perturbation of influence functions). Stops when max |∂R/∂θ| ≤ tol (default 1e-9 in float64,
-    1e-5 in float32) or after max_iter iterations. Returns {"grad_max", "objective", "iterations"}.
+    perturbation of influence functions; this is *not* the same as deleting the rows, which would
+    give the others weight 1/(n−1) and so change the balance with the l2 term).
+    ``damping`` δ: a proximal term anchored at the starting parameters — the objective whose
+    Hessian at θ₀ is H + δI, i.e. the retraining that an influence computed with ``damping=δ``
+    linearises. Stops when max |∂R/∂θ| ≤ tol (default 1e-9 in float64, 1e-5 in float32) or after
+    max_iter iterations. Returns {"grad_max", "objective", "iterations"}.
     """
     x, y = check_data(model, inputs, labels, "inputs", "labels")
     check_loss(model, loss_fn, x, y, "labels")
@@ -33,17 +37,20 @@ def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor, *
         tol = 1e-9 if obj.theta.dtype == torch.float64 else 1e-5
     tol = check_real("tol", tol, min=0.0, min_inclusive=False)
     max_iter = check_int("max_iter", max_iter, min=1)
+    damping = check_real("damping", damping, min=0.0)
     keep = None
     if drop is not None:
         mask = torch.ones(obj.n, dtype=torch.bool)
         mask[check_indices("drop", drop, obj.n)] = False
         keep = mask.nonzero().squeeze(1).to(x.device)
     theta = obj.theta.clone().requires_grad_(True)
+    anchor = obj.theta.clone()
     opt = torch.optim.LBFGS([theta], lr=1, max_iter=max_iter, history_size=50, tolerance_grad=tol,
                             tolerance_change=0.0, line_search_fn="strong_wolfe")
 
     def objective():
-        return obj.data_loss(theta, keep) + 0.5 * obj.l2 * theta.pow(2).sum()
+        out = obj.data_loss(theta, keep) + 0.5 * obj.l2 * theta.pow(2).sum()
+        return out + 0.5 * damping * (theta - anchor).pow(2).sum() if damping else out
 
     def closure():
         opt.zero_grad()
@@ -65,17 +72,29 @@ def fit(model: nn.Module, loss_fn, inputs: torch.Tensor, labels: torch.Tensor, *
 
 def leave_one_out(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_labels: torch.Tensor,
                   test_inputs: torch.Tensor, test_labels: torch.Tensor, indices, *, l2: float = 0.0,
-                  layers=None, tol: float | None = 1e-9, max_iter: int = 1000,
-                  dtype: torch.dtype | None = torch.float64, progress: bool = False) -> torch.Tensor:
+                  layers=None, damping: float = 0.0, refit: bool = False, tol: float | None = 1e-9,
+                  max_iter: int = 1000, dtype: torch.dtype | None = torch.float64,
+                  progress: bool = False) -> torch.Tensor:
     """The actual change of each test loss when training point i is removed and the model
     retrained: ΔL[k, j] = ℓ(z_test_k; θ̂_{−i_j}) − ℓ(z_test_k; θ̂) → (n_test, len(indices)).
 
-    The ground truth influence functions approximate (ΔL ≈ −I_up,loss / n). A copy of the model
-    (cast to ``dtype``, float64 by default: the changes are O(1/n) and need the precision) is first
-    refit to the optimum of the full objective, then for each i refit from that optimum (warm start)
-    with z_i's weight set to 0 — objective (1/n) Σ_{j≠i} ℓ(z_j) + (l2/2)‖θ‖² — by full-batch L-BFGS
-    until max |∂R/∂θ| ≤ ``tol`` (see ``fit``). Only the parameters of ``layers`` are retrained. On a
-    non-convex model the retraining finds the nearby local minimum. The model itself is unchanged.
+    The ground truth influence functions approximate (ΔL ≈ −I_up,loss / n), computed **at the
+    model's own parameters θ̂** — the same θ̂ at which you computed the influence (so train the
+    model to the optimum once, e.g. with ``fit``, and pass it to both). For each i a copy (cast to
+    ``dtype``, float64 by default: the changes are O(1/n) and need the precision) is refit from θ̂
+    (warm start) with z_i's weight set to 0 — objective (1/n) Σ_{j≠i} ℓ(z_j) + (l2/2)‖θ‖² — by
+    full-batch L-BFGS until max |∂R/∂θ| ≤ ``tol`` or ``max_iter`` iterations (see ``fit``). Only the
+    parameters of ``layers`` are retrained. The model itself is unchanged.
+
+    ``damping`` δ > 0 adds (δ/2)‖θ − θ̂‖² to the retraining objective: the retraining whose
+    linearisation has Hessian H + δI, i.e. what an influence computed with ``damping=δ`` predicts
+    (a damped influence is *not* an estimate of plain leave-one-out; compare like with like).
+
+    If θ̂ is not stationary (max |∇R(θ̂)| > 100·tol: a non-convex model stopped early), retraining
+    from θ̂ moves θ even when nothing is removed; the baseline is then that retraining without
+    removing anything (same objective, same budget), so ΔL measures the effect of z_i alone.
+    ``refit=True`` restores the old behaviour (refit the copy to the optimum first and measure
+    from there) — then compute the influence at that refit model, not at ``model``.
     """
     x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
     xt, yt = check_data(model, test_inputs, test_labels, "test_inputs", "test_labels")
@@ -90,19 +109,27 @@ def leave_one_out(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_l
     x, xt = x.to(wdt), xt.to(wdt)
     idx = check_indices("indices", indices, len(x))
     progress = check_bool("progress", progress)
+    refit = check_bool("refit", refit)
+    damping = check_real("damping", damping, min=0.0)
     loss_none = _per_example_loss(loss_fn)
-    info = fit(m, loss_fn, x, y, l2=l2, layers=layers, tol=tol, max_iter=max_iter)
-    if info["grad_max"] > 100 * (tol or 1e-9):
-        warnings.warn(f"leave_one_out: the full refit reached max|grad| = {info['grad_max']:.2g} only "
-                      f"(tol={tol}); raise max_iter", RuntimeWarning, stacklevel=2)
+    tol_eff = tol if tol is not None else (1e-9 if wdt == torch.float64 else 1e-5)
+    if refit:
+        info = fit(m, loss_fn, x, y, l2=l2, layers=layers, tol=tol, max_iter=max_iter)
+        if info["grad_max"] > 100 * tol_eff:
+            warnings.warn(f"leave_one_out: the full refit reached max|grad| = {info['grad_max']:.2g} only "
+                          f"(tol={tol}); raise max_iter", RuntimeWarning, stacklevel=2)
     base_state = copy.deepcopy(m.state_dict())
+    with eval_on(m):
+        grad_max = float(TrainingObjective(m, loss_fn, x, y, layers=layers, l2=l2).gradient().abs().max())
+    if grad_max > 100 * tol_eff:    # not stationary: the baseline is the same retraining without removal
+        fit(m, loss_fn, x, y, l2=l2, layers=layers, damping=damping, tol=tol, max_iter=max_iter)
     with torch.no_grad(), eval_on(m):
         base = loss_none(m(xt), yt)
     out = torch.empty(len(xt), len(idx), dtype=wdt)
     for j, i in enumerate(tqdm(idx.tolist(), desc="leave-one-out retraining", disable=not progress,
                                leave=False)):
         m.load_state_dict(base_state)
-        fit(m, loss_fn, x, y, l2=l2, layers=layers, drop=[i], tol=tol, max_iter=max_iter)
+        fit(m, loss_fn, x, y, l2=l2, layers=layers, drop=[i], damping=damping, tol=tol, max_iter=max_iter)
         with torch.no_grad(), eval_on(m):
             out[:, j] = (loss_none(m(xt), yt) - base).cpu()
     return out

@@ -127,14 +127,18 @@ def _solve_lissa(obj: TrainingObjective, B: torch.Tensor, *, depth: int, scale: 
             if lissa_batch is not None and lissa_batch < obj.n:
                 idx = torch.randperm(obj.n, generator=gen)[:lissa_batch].to(obj.x.device)
             h = B + h - obj.hvp(h, idx) / scale
-            # a convergent series has ‖h_j‖ ≤ (j+1)‖v‖ (every term has norm ≤ ‖v‖): far above → diverging
+            # a convergent series has ‖h_j‖ ≤ (j+1)‖v‖ (every term has norm ≤ ‖v‖): far above → diverging.
+            # h_j = Σ_{k≤j} (I − H/s)^k v converges iff every eigenvalue λ of H + δI has |1 − λ/s| < 1,
+            # i.e. 0 < λ < 2s: the scale must exceed half the largest eigenvalue.
             ratio = float((h.norm(dim=1) / vnorm).max())
             if not math.isfinite(ratio) or ratio > 10 * (j + 1):
                 lam = _power_max(obj, seed=seed)
-                hint = (f"try scale={1.1 * lam:.3g} or larger (≈ 1.1 × the largest eigenvalue of H + damping, "
-                        f"{lam:.3g}, by power iteration)" if lam > scale else
-                        "the scale already exceeds the largest eigenvalue, so H + damping has negative "
-                        "eigenvalues: add damping (e.g. damping=0.01) or a larger l2")
+                hint = (f"the series converges only for scale > λ_max/2 = {lam / 2:.3g} (λ_max = {lam:.3g}, the "
+                        f"largest eigenvalue of H + damping by power iteration); try scale={1.1 * lam:.3g}"
+                        if lam >= 2 * scale else
+                        "the scale already exceeds half the largest eigenvalue, so H + damping has negative "
+                        "eigenvalues (or the mini-batch Hessian's are larger): add damping (e.g. damping=0.01), "
+                        "a larger l2, or a larger scale")
                 raise ValueError(f"the LiSSA recursion diverges: ‖h_j‖/‖v‖ = {ratio:.3g} after {j} steps with "
                                  f"scale={scale:.3g}; {hint}")
             if record_every and j % record_every == 0:

@@ -4,7 +4,7 @@ truth, does it depend on the model at all?
 
 * ``axioms`` — ``check_axioms``, ``axioms_table``, ``format_axioms_table``, ``toy_networks``;
 * ``faithfulness`` — ``deletion_curve``, ``insertion_curve``, ``curve_auc``, ``aopc``,
-  ``input_reduction``, ``random_attribution``;
+  ``input_reduction``, ``iterative_input_reduction`` (Feng et al.'s re-ranking), ``random_attribution``;
 * ``localisation`` — ``pointing_game``, ``mask_iou``, ``mass_on_mask`` (|r| by default);
 * ``sanity`` — ``cascading_randomization``, ``label_randomization``, ``randomized_layers``;
 * ``benchmark`` — ``evaluate_methods``, ``format_evaluation_table``.
@@ -23,7 +23,7 @@ from .axioms import AXIOMS, BASELINE_METHODS, DEFAULT_OPTIONS, EXPECTED, axioms_
     format_axioms_table, toy_networks
 from .benchmark import EVALUATION_COLUMNS, evaluate_methods, format_evaluation_table
 from .faithfulness import aopc, curve_auc, deletion_curve, fill_baseline, input_reduction, insertion_curve, \
-    random_attribution
+    iterative_input_reduction, random_attribution
 from .localisation import mask_iou, mass_on_mask, pointing_game
 from .sanity import cascading_randomization, label_randomization, randomized_layers
 
@@ -37,5 +37,5 @@ def _attribute(method, model, inputs, target, options=None):
 __all__ = ["check_axioms", "axioms_table", "format_axioms_table", "toy_networks", "AXIOMS", "EXPECTED",
            "feature_map", "explain", "resolve_baselines", "deletion_curve", "insertion_curve", "curve_auc", "aopc",
            "pointing_game", "mask_iou", "mass_on_mask", "rank_correlation", "randomized_layers",
-           "cascading_randomization", "label_randomization", "input_reduction", "random_attribution",
+           "cascading_randomization", "label_randomization", "input_reduction", "iterative_input_reduction", "random_attribution",
            "evaluate_methods", "format_evaluation_table", "EVALUATION_COLUMNS", "fill_baseline", "FILLS"]

@@ -79,7 +79,8 @@ def cascading_randomization(model: nn.Module, inputs: torch.Tensor, target, meth
 
 def label_randomization(model: nn.Module, train_inputs=None, train_labels=None, inputs: torch.Tensor | None = None,
                         target=None, method=None, *, seed: int = 0, absolute: bool = True,
-                        train_options: dict | None = None, **options) -> dict:
+                        train_options: dict | None = None, random_model: nn.Module | None = None,
+                        **options) -> dict:
     """Data randomisation test (Adebayo et al. 2018): train the same architecture on randomly
     permuted labels (a model that can only memorise) and compare its explanation with the trained
     model's by Spearman ρ. A method whose maps stay similar cannot be telling us what the labels
@@ -128,8 +129,19 @@ def label_randomization(model: nn.Module, train_inputs=None, train_labels=None, 
     y_perm = train_labels[torch.randperm(len(train_labels), generator=g)]
     target = resolve_target(model, x, target)
     base = feature_map(explain(method, model, x, target, **options), x.shape, absolute)
-    rnd = copy.deepcopy(model)
+    if random_model is None:
+        rnd = copy.deepcopy(model)
+    else:
+        check_model(random_model)
+        rnd = copy.deepcopy(random_model)
     opts = dict(progress=False, seed=seed, device=x.device) | dict(train_options or {})
-    rnd = train(rnd, train_inputs, y_perm, **opts).model.eval()
+    res = train(rnd, train_inputs, y_perm, **opts)
+    rnd = res.model.eval()
+    with torch.no_grad():
+        dev = next(rnd.parameters()).device
+        pred = torch.cat([rnd(train_inputs[i:i + 512].to(dev)).argmax(1).cpu()
+                          for i in range(0, len(train_inputs), 512)])
+    acc = float((pred == y_perm.cpu()).float().mean())
     r = feature_map(explain(method, rnd, x, target, **options), x.shape, absolute)
-    return {"rho": rank_correlation(base, r), "random_model": rnd, "maps": (base, r)}
+    return {"rho": rank_correlation(base, r), "random_model": rnd, "maps": (base, r), "train_accuracy": acc,
+            "history": list(res.history)}

@@ -10,6 +10,8 @@ Layout (a module never shares its name with a function it exports):
 * ``integrated_gradients`` (lecture 04): ``convergence_panel`` (rule × steps → completeness gap),
   ``baseline_panel`` (black / blurred / noise / expected gradients), ``internal_panel`` (layer and
   quantity of interest).
+* ``propagation`` (lecture 04b): ``propagation_panel`` (DeepLIFT / LRP rules and ε → the map and how
+  much of f it accounts for), ``influence_panel`` (layer, distribution and quantity of interest).
 * ``influence_functions`` (lecture 05): ``influence_gallery_panel``, ``lissa_panel``.
 * ``representer_points`` (lecture 06): ``representer_gallery_panel``, ``mislabel_panel``.
 * ``tracin`` (lecture 07): ``proponents_panel``, ``detection_panel``.
@@ -36,6 +38,7 @@ from .activation_maximization import featurevis_panel
 from .gradients_vs_lime import attribution_panel, lime_panel
 from .influence_functions import influence_gallery_panel, lissa_panel
 from .integrated_gradients import baseline_panel, convergence_panel, internal_panel
+from .propagation import influence_panel, propagation_panel
 from .introduction import perturbation_panel
 from .representer_points import mislabel_panel, representer_gallery_panel
 from .tracin import detection_panel, proponents_panel
@@ -45,6 +48,7 @@ from .evaluation import evaluation_panel, mask_panel
 from .device import device_toggle
 
 __all__ = ["Panel", "State", "perturbation_panel", "featurevis_panel", "tsne_panel", "attribution_panel",
-           "lime_panel", "convergence_panel", "baseline_panel", "internal_panel", "influence_gallery_panel",
+           "lime_panel", "convergence_panel", "baseline_panel", "internal_panel", "propagation_panel",
+           "influence_panel", "influence_gallery_panel",
            "lissa_panel", "representer_gallery_panel", "mislabel_panel", "proponents_panel", "detection_panel",
            "evaluation_panel", "mask_panel", "tcav_panel", "attack_panel", "device_toggle"]

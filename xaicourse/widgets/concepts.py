@@ -16,6 +16,7 @@ def tcav_panel(models: dict, concepts: dict, random_sets, inputs, labels, layers
     next to the random-concept scores, with the t-test's p-value.
 
     models: {name: model}; concepts: {name: inputs}; random_sets: ≥ n_random + 1 batches;
+    layers: layer names, or (readable label, layer name) pairs;
     inputs, labels: the images whose class-k members are scored. Numbers come from
     ``concepts.tcav`` (cached per choice); ``panel.state`` = {"model", "concept", "layer",
     "target", "score", "std", "p_value", "random_score", "scores", "random_scores"}.
@@ -54,9 +55,20 @@ def tcav_panel(models: dict, concepts: dict, random_sets, inputs, labels, layers
 
     controls = {"model": w.Dropdown(options=list(models), description="model"),
                 "concept": w.Dropdown(options=list(concepts), description="concept"),
-                "layer": w.Dropdown(options=list(layers), description="layer"),
+                "layer": w.Dropdown(options=[lv if isinstance(lv, tuple) else (lv, lv) for lv in layers],
+                                    description="layer"),
                 "target": w.Dropdown(options=[(n, i) for i, n in enumerate(names)], description="class")}
     return Panel(controls, draw, rows=[["model", "concept"], ["layer", "target"]])
+
+
+METHOD_LABELS = {"gradient": "gradient", "smoothgrad": "SmoothGrad", "integrated_gradients": "integrated gradients",
+                 "grad_cam": "Grad-CAM"}
+KIND_LABELS = {"random_sign": "random sign (baseline)", "topk": "top-k", "center": "center of mass"}
+
+
+def _labelled(values, labels):
+    """Dropdown options: (readable label, code name) pairs — the widget's value stays the code name."""
+    return [(labels.get(v, str(v).replace("_", " ")), v) for v in values]
 
 
 def attack_panel(model, images, methods=("gradient", "smoothgrad", "integrated_gradients", "grad_cam"),
@@ -64,10 +76,13 @@ def attack_panel(model, images, methods=("gradient", "smoothgrad", "integrated_g
                  map_options: dict | None = None, confidence_tol: float | None = 0.05):
     """Image, method, attack kind and ε pickers → the image and its map before the attack, the
     perturbed image and its map after, with the top-k intersection, Spearman ρ and the prediction.
+    ε starts at the smallest of ``eps_values``; the method and attack pickers show readable
+    labels (their values are the code names). When no perturbation keeps the prediction and its
+    confidence (``moved`` False), the panel says so instead of showing an "unchanged" map.
 
     Computed with ``robustness.attack_attribution`` (cached per choice); ``panel.state`` =
     {"image", "method", "kind", "eps", "topk_intersection", "spearman", "center_shift", "delta_linf",
-    "prediction_kept", "confidence_before", "confidence_after"}.
+    "prediction_kept", "confidence_before", "confidence_after", "moved", "message"}.
     """
     from ..robustness import ATTACK_KINDS, attack_attribution
     from ..viz import to_numpy_image
@@ -86,26 +101,34 @@ def attack_panel(model, images, methods=("gradient", "smoothgrad", "integrated_g
         fig, ax = plt.subplots(1, 4, figsize=(10, 2.8))
         ax[0].imshow(to_numpy_image(images[image].cpu()))
         ax[0].set_title("original", fontsize=8)
-        ax[1].imshow(r.original_map[0].cpu(), cmap="hot")
-        ax[1].set_title(f"{method} map", fontsize=8)
+        ax[1].imshow(r.original_map[0].cpu().numpy(), cmap="hot")
+        ax[1].set_title(f"{METHOD_LABELS.get(method, method)} map", fontsize=8)
         ax[2].imshow(to_numpy_image(r.inputs[0].cpu()))
         ax[2].set_title(f"+ δ ({kind}, ‖δ‖∞ = {r.delta_linf.item() * 255:.1f}/255)", fontsize=8)
-        ax[3].imshow(r.perturbed_map[0].cpu(), cmap="hot")
-        ax[3].set_title(f"map after: top-{k} ∩ {r.topk_intersection.item():.2f}, ρ {r.spearman.item():.2f}",
-                        fontsize=8)
+        moved = bool(r.moved.item())
+        ax[3].imshow(r.perturbed_map[0].cpu().numpy(), cmap="hot")
+        if moved:
+            message = f"map after: top-{k} ∩ {r.topk_intersection.item():.2f}, ρ {r.spearman.item():.2f}"
+        else:
+            tol = "the prediction" if confidence_tol is None else f"the prediction and its confidence (±{confidence_tol:.0%})"
+            message = f"no feasible δ: every candidate changed {tol} — nothing to measure"
+        ax[3].set_title(message if moved else "no feasible δ (see below)", fontsize=8)
         for a in ax:
             a.axis("off")
-        fig.suptitle(f"prediction {'kept' if kept else 'CHANGED'}: confidence {r.confidence_before.item():.3f} → "
-                     f"{r.confidence_after.item():.3f}", fontsize=9)
+        fig.suptitle(f"{METHOD_LABELS.get(method, method)}, {KIND_LABELS.get(kind, kind)} attack, ε = {eps * 255:.0f}/255 — "
+                     f"prediction {'kept' if kept else 'CHANGED'}: confidence {r.confidence_before.item():.3f} → "
+                     f"{r.confidence_after.item():.3f}" + ("" if moved else f"\n{message}"), fontsize=9)
         fig.tight_layout()
         return {"image": image, "method": method, "kind": kind, "eps": eps,
                 "topk_intersection": r.topk_intersection.item(), "spearman": r.spearman.item(),
                 "center_shift": r.center_shift.item(), "delta_linf": r.delta_linf.item(), "prediction_kept": kept,
-                "confidence_before": r.confidence_before.item(), "confidence_after": r.confidence_after.item()}
+                "confidence_before": r.confidence_before.item(), "confidence_after": r.confidence_after.item(),
+                "moved": moved, "message": message}
 
     controls = {"image": w.IntSlider(value=0, min=0, max=len(images) - 1, description="image"),
-                "method": w.Dropdown(options=list(methods), description="method"),
-                "kind": w.Dropdown(options=list(ATTACK_KINDS), value="topk", description="attack"),
-                "eps": w.SelectionSlider(options=[(f"{e * 255:.0f}/255", e) for e in eps_values],
-                                         value=eps_values[len(eps_values) // 2], description="ε")}
+                "method": w.Dropdown(options=_labelled(methods, METHOD_LABELS), value=list(methods)[0],
+                                     description="method"),
+                "kind": w.Dropdown(options=_labelled(ATTACK_KINDS, KIND_LABELS), value="topk", description="attack"),
+                "eps": w.SelectionSlider(options=[(f"{e * 255:.0f}/255", e) for e in sorted(eps_values)],
+                                         value=min(eps_values), description="ε")}   # start small: the mildest attack
     return Panel(controls, draw, rows=[["image", "method"], ["kind", "eps"]])

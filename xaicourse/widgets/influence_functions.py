@@ -81,32 +81,43 @@ def lissa_panel(model, loss_fn, train_inputs, train_labels, vector: torch.Tensor
     Sliders: damping δ (log; its smallest value ≈ 0), scale s (log), depth, and the mini-batch
     size of the stochastic Hessian ("all" = deterministic). With ``train_grads`` (n, P) a second
     plot shows the influence scores −v̂ᵀ∇ℓ_i of the final estimate against the exact ones.
-    A diverging recursion (s below the largest eigenvalue) is caught and its message shown.
+    The curve starts at j = 0 (h_0/s = v/s), so even the smallest depth draws a line. A readout
+    line under the controls prints δ, s, λ_max/2 (the recursion converges iff s > λ_max/2) and the
+    final error. A diverging recursion is caught and its message shown.
 
-    ``panel.state`` = {"depths", "errors", "final_error", "r", "scale", "error"} ("error" is the
-    divergence message or None).
+    ``panel.state`` = {"depths", "errors", "final_error", "r", "scale", "lam_max", "error",
+    "readout"} ("error" is the divergence message or None).
     """
+    from ..data_attribution.curvature import TrainingObjective, check_data
     from ..data_attribution.influence_functions import inverse_hvp
+    from ..data_attribution.solvers import _power_max
 
     exact = exact.detach()
+    x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
+    lam_max = _power_max(TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2), iters=100, seed=seed)
     if scale is None:
-        from ..data_attribution.curvature import TrainingObjective, check_data
-        from ..data_attribution.solvers import _power_max
-        x, y = check_data(model, train_inputs, train_labels, "train_inputs", "train_labels")
-        scale = 1.1 * _power_max(TrainingObjective(model, loss_fn, x, y, layers=layers, l2=l2))
+        scale = 1.1 * lam_max
     controls = {
+        # readout_format: the default ".3g" prints "1e-06"; the readout box is narrow, so keep it short
+        # and print the full value in the readout line below
         "damping": w.FloatLogSlider(value=1e-6, base=10, min=-6, max=0, step=0.25, description="damping δ",
-                                    continuous_update=False),
+                                    readout_format=".0e", continuous_update=False,
+                                    layout=w.Layout(width="360px")),
         "scale": w.FloatLogSlider(value=scale, base=10, min=np.log10(scale) - 1.5, max=np.log10(scale) + 1.5,
-                                  step=0.05, description="scale s", continuous_update=False),
+                                  step=0.05, description="scale s", readout_format=".3g", continuous_update=False,
+                                  layout=w.Layout(width="360px")),
         "depth": w.IntSlider(value=depth, min=record_every, max=max(5 * depth, 100), step=record_every,
                              description="depth", continuous_update=False),
-        "batch": w.Dropdown(options=[("all", None), ("256", 256), ("64", 64)], value=None,
+        # option values are ints (0 = all points): a None value leaves an ipywidgets Dropdown blank
+        "batch": w.Dropdown(options=[("all", 0), ("256", 256), ("64", 64)], value=0,
                             description="Hessian batch"),
     }
     exact_scores = None if train_grads is None else -(train_grads @ exact)
 
     def draw(damping, scale, depth, batch):
+        batch = batch or None
+        head = (f"damping δ = {damping:.1e} · scale s = {scale:.3g} (converges iff s > λ_max/2 = "
+                f"{lam_max / 2:.3g}) · depth {depth} · Hessian batch {batch or 'all'}")
         try:
             _, hist, s = inverse_hvp(model, loss_fn, train_inputs, train_labels, vector, l2=l2, layers=layers,
                                      method="lissa", damping=damping, scale=scale, depth=depth, lissa_batch=batch,
@@ -117,13 +128,15 @@ def lissa_panel(model, loss_fn, train_inputs, train_labels, vector: torch.Tensor
                     va="center", color="tab:red")
             ax.axis("off")
             return {"depths": [], "errors": [], "final_error": float("inf"), "r": float("nan"), "scale": scale,
-                    "error": str(e)}
-        depths = [j for _, j, _ in hist]
-        errs = [float((h[0] - exact).norm() / exact.norm()) for _, _, h in hist]
+                    "lam_max": lam_max, "error": str(e), "readout": head + " · <b>diverges</b>"}
+        v0 = vector.detach().reshape(-1).to(exact) / s          # h_0 / s: the j = 0 point of the curve
+        depths = [0] + [j for _, j, _ in hist]
+        errs = [float((v0 - exact).norm() / exact.norm())] + \
+            [float((h[0] - exact).norm() / exact.norm()) for _, _, h in hist]
         est = hist[-1][2][0]
         ncols = 2 if exact_scores is not None else 1
         fig, ax = plt.subplots(1, ncols, figsize=(4.6 * ncols, 3.2), squeeze=False)
-        ax[0, 0].semilogy(depths, errs)
+        ax[0, 0].semilogy(depths, errs, "o-", ms=3)
         ax[0, 0].set_xlabel("depth j"); ax[0, 0].set_ylabel("‖estimate − exact‖ / ‖exact‖")
         ax[0, 0].set_title(f"LiSSA, s={scale:.3g}, δ={damping:.1g}, batch={batch or 'all'}", fontsize=9)
         ax[0, 0].grid(alpha=0.3)
@@ -137,6 +150,7 @@ def lissa_panel(model, loss_fn, train_inputs, train_labels, vector: torch.Tensor
             ax[0, 1].set_xlabel("exact I_up,loss"); ax[0, 1].set_ylabel("LiSSA I_up,loss")
             ax[0, 1].set_title(f"Pearson r = {rr:.4f}", fontsize=9)
         fig.tight_layout()
-        return {"depths": depths, "errors": errs, "final_error": errs[-1], "r": rr, "scale": s, "error": None}
+        return {"depths": depths, "errors": errs, "final_error": errs[-1], "r": rr, "scale": s, "lam_max": lam_max,
+                "error": None, "readout": head + f" · final error {errs[-1]:.2e}"}
 
-    return Panel(controls, draw, rows=[["damping", "scale"], ["depth", "batch"]])
+    return Panel(controls, draw, rows=[["damping", "scale"], ["depth", "batch"]], readout=True)

@@ -2,7 +2,7 @@
 
 * ``convergence_panel`` — rule + steps → the IG map and its convergence delta (and δ vs steps
   for every rule, the chosen point marked).
-* ``baseline_panel`` — black / blurred / noise / expected-gradients (a set of training images)
+* ``baseline_panel`` — black / blurred / noise / mean / expected-gradients (a set of training images)
   baseline → the baseline, the IG map, f(x) − f(x′) and the completeness delta.
 * ``internal_panel`` — layer + quantity (class logit or f_A − f_B) → the influence of each unit
   of the layer (line from the black image), the top units and the input attribution of the top one.
@@ -14,10 +14,12 @@ import ipywidgets as w
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from ..attribution.gradients import (RULES, blurred_baseline, integrated_gradients as _ig, sample_baselines,
                                      uniform_noise_baseline)
 from ..attribution.internal import internal_influence, unit_attribution
+from .._torch import resolve_baselines
 from ._panel import Panel
 
 __all__ = ["convergence_panel", "baseline_panel", "internal_panel"]
@@ -40,6 +42,17 @@ def _gap(model, x, b, target):
         return float(model(x[None])[0, target] - model(b[None] if b.dim() == x.dim() else b)[:, target].mean())
 
 
+def log_axis_labels(ax, steps):
+    """One tick label per step count on a log x-axis, decade labels only on a log y-axis.
+
+    Matplotlib labels the *minor* ticks of a log axis that spans less than about a decade, and
+    those labels (2×10⁻², 3×10⁻², …) overprint each other; here they are switched off."""
+    ax.xaxis.set_major_locator(FixedLocator(list(steps)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def convergence_panel(model, x: torch.Tensor, target: int, steps=(2, 4, 8, 16, 32, 64)):
     """Rule and step count → IG map and |δ| (δ = Σ IG − (f(x) − f(0))). x: one image (C, H, W)."""
     curves = {}
@@ -59,8 +72,11 @@ def convergence_panel(model, x: torch.Tensor, target: int, steps=(2, 4, 8, 16, 3
         for r, c in curves.items():
             axes[2].loglog(steps, np.maximum(c, 1e-8), "o-", label=r, ms=3)
         axes[2].plot([n_steps], [max(abs(float(delta)), 1e-8)], "k*", ms=12)
+        log_axis_labels(axes[2], steps)
         axes[2].set_xlabel("steps")
         axes[2].set_ylabel("|δ|")
+        axes[2].set_title(f"|δ| = {abs(float(delta)):.2e} ({abs(float(delta)) / abs(gap):.1%} of f(x) − f(0))",
+                          fontsize=9)
         axes[2].legend(fontsize=7)
         fig.tight_layout()
         return {"rule": rule, "n_steps": n_steps, "delta": float(delta), "rel_delta": abs(float(delta)) / abs(gap),
@@ -68,17 +84,20 @@ def convergence_panel(model, x: torch.Tensor, target: int, steps=(2, 4, 8, 16, 3
     return Panel({"rule": rule, "n_steps": n}, draw)
 
 
-BASELINES = ("black", "blurred", "noise", "expected")
+BASELINES = ("black", "blurred", "noise", "mean", "expected")
 
 
 def baseline_for(kind: str, x: torch.Tensor, data: torch.Tensor | None = None, k: int = 8, seed: int = 0):
-    """The baseline(s) the panel uses: zeros, a σ=1 blur, uniform noise, or k training images."""
+    """The baseline(s) the panel uses: zeros, a σ=1 blur, uniform noise, the image's own mean grey
+    level per channel, or k training images (expected gradients)."""
     if kind == "black":
         return torch.zeros_like(x)[None]
     if kind == "blurred":
         return blurred_baseline(x[None], sigma=1.0)
     if kind == "noise":
         return uniform_noise_baseline(x[None], seed=seed)
+    if kind == "mean":
+        return resolve_baselines(x[None], "mean")
     if kind == "expected":
         if data is None:
             raise ValueError("the 'expected' baseline needs data (training images)")

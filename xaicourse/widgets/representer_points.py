@@ -35,7 +35,10 @@ def representer_gallery_panel(rp, test_features: torch.Tensor, train_images: tor
 
     ``panel.state`` = {"test", "target", "positive", "negative" (training indices, strongest
     first), "positive_values", "negative_values" (their contributions α_{i,c}Φ_iᵀΦ_t), "logit"
-    (W Φ_t for the class), "total" (Σ_i of all n_train contributions), "readout"}.
+    (W Φ_t for the class), "total" (Σ_i of all n_train contributions), "message" (non-empty when
+    "true" is asked of a correctly classified image, which explains the same logit as "predicted"; it
+    lists misclassified test images), "misclassified" (their indices), "readout"}. The figure is
+    ``viz.gallery`` (rows of at most 5 images, readable titles, a histogram with ticks).
     """
     if not hasattr(rp, "alpha_"):
         raise ValueError("rp must be a fitted RepresenterPoints: call fit or from_model first")
@@ -54,33 +57,38 @@ def representer_gallery_panel(rp, test_features: torch.Tensor, train_images: tor
                 "k": w.IntSlider(value=k, min=1, max=min(10, len(labels)), description="k"),
                 "cls": w.Dropdown(options=options, value="predicted", description="explain class")}
 
+    wrong = [] if test_labels is None else \
+        [j for j in range(len(F)) if int(pred[j]) != int(test_labels[j])]
+
     def draw(test, k, cls):
+        from ..viz import gallery
+
         t = int(pred[test]) if cls == "predicted" else int(test_labels[test])
+        message = ""
+        if cls == "true" and int(test_labels[test]) == int(pred[test]):
+            # nothing changes on a correct prediction: say so instead of redrawing the same figure
+            some = ", ".join(f"#{j}" for j in wrong[:8]) or "none"
+            message = (f"test #{test} is classified correctly (true = predicted = {name(t)}), so "
+                       f"\"true\" explains the same logit as \"predicted\". Misclassified test images: {some}.")
         c = rp.contributions(F[test:test + 1], target=t)[0]
         pv, pi = torch.topk(c, k)
         nv, ni = torch.topk(c, k, largest=False)
         total, logit = float(c.sum()), float(logits[test, t])
-        fig, ax = plt.subplots(2, k + 1, figsize=(1.5 * (k + 1), 3.6), squeeze=False)
-        ax[0, 0].imshow(_img(test_images[test]), cmap="gray")
-        true = f"label {name(test_labels[test])}\n" if test_labels is not None else ""
-        ax[0, 0].set_title(f"test #{test}\n{true}pred {name(pred[test])}", fontsize=8)
-        ax[1, 0].hist(c.cpu().numpy(), bins=40, color="grey")
-        ax[1, 0].set_title(f"all terms, class {name(t)}", fontsize=7)
-        ax[1, 0].tick_params(labelsize=5)
-        for row, (vals, idx, kind, col) in enumerate([(pv, pi, "+", "tab:green"), (nv, ni, "−", "tab:red")]):
-            for j, (v, i) in enumerate(zip(vals.tolist(), idx.tolist())):
-                a = ax[row, j + 1]
-                a.imshow(_img(train_images[i]), cmap="gray")
-                a.set_title(f"{kind} #{i} y={name(labels[i])}\n{v:+.3g}", fontsize=7, color=col)
-        for a in ax.ravel()[1:]:
-            a.set_xticks([]); a.set_yticks([])
-        ax[0, 0].set_xticks([]); ax[0, 0].set_yticks([])
-        fig.suptitle(f"logit of class {name(t)} = {logit:.3f} = Σ of {len(c)} terms ({total:.3f}); "
-                     "green pull it up, red push it down", fontsize=8)
-        fig.tight_layout()
+        true = f"label {name(test_labels[test])}, " if test_labels is not None else ""
+        groups = [(f"positive (+)", [_img(train_images[i]) for i in pi.tolist()],
+                   [f"#{i} y={name(labels[i])}\n{v:+.3g}" for v, i in zip(pv.tolist(), pi.tolist())], "tab:green"),
+                  (f"negative (−)", [_img(train_images[i]) for i in ni.tolist()],
+                   [f"#{i} y={name(labels[i])}\n{v:+.3g}" for v, i in zip(nv.tolist(), ni.tolist())], "tab:red")]
+        gallery(_img(test_images[test]), groups, query_title=f"test #{test}\n{true}pred {name(pred[test])}",
+                hist=c, hist_title=f"all {len(c)} terms, class {name(t)}", hist_xlabel="α_ic Φ_iᵀΦ_t",
+                suptitle=f"logit of class {name(t)} = {logit:.3f} = sum of {len(c)} terms ({total:.3f}); "
+                         "green pull it up, red push it down")
+        readout = f"logit {logit:.4f}, sum of representer terms {total:.4f}"
+        if message:
+            readout = f"<b>{message}</b><br>{readout}"
         return {"test": test, "target": t, "positive": pi.tolist(), "negative": ni.tolist(),
                 "positive_values": pv.tolist(), "negative_values": nv.tolist(), "logit": logit, "total": total,
-                "readout": f"logit {logit:.4f}, sum of representer terms {total:.4f}"}
+                "message": message, "misclassified": wrong, "readout": readout}
 
     return Panel(controls, draw, readout=True)
 

@@ -57,22 +57,36 @@ def proponents_panel(model, checkpoints, loss_fn, train_inputs, train_labels, te
 
 
 def detection_panel(curves: dict, flagged_name: str = "flipped labels"):
-    """Checkboxes over detection curves {name: (fractions, found)} and an "inspect x %" slider;
-    ``state`` = {name: fraction found at x} for the shown curves."""
+    """Checkboxes over detection curves {name: (fractions, found)} and an "inspect x %" slider.
+
+    The readout line says, for every shown ranking, which fraction of the flagged points lies in the
+    top x of the training set ("TracIn self-influence: 62 % found in top 10 %"), as lecture 06's
+    mislabel panel does. ``state`` = {"x", "found": {name: fraction found at x} for the shown curves,
+    "readout"}; with no curve ticked the readout says so (nothing is plotted).
+    """
     boxes = {n: w.Checkbox(value=True, description=n) for n in curves}
-    controls = {"x": w.FloatSlider(value=0.1, min=0.01, max=1.0, step=0.01, description="inspect top"), **boxes}
+    controls = {"x": w.FloatSlider(value=0.1, min=0.01, max=1.0, step=0.01, description="inspect top",
+                                   readout_format=".0%"), **boxes}
 
     def draw(x, **shown):
         fig, ax = plt.subplots(figsize=(4.5, 3.2))
-        out = {}
-        for n, (fr, found) in curves.items():
+        found = {}
+        for n, (fr, f) in curves.items():
             if shown[n]:
-                ax.plot(fr, found, label=n)
-                out[n] = float(torch.as_tensor(found)[torch.argmin((torch.as_tensor(fr) - x).abs())])
+                ax.plot(fr, f, label=n)
+                fr_t, f_t = torch.as_tensor(fr), torch.as_tensor(f)
+                found[n] = float(f_t[torch.argmin((fr_t - x).abs())])
         ax.axvline(x, color="gray", ls=":")
         ax.set_xlabel("fraction of training set inspected")
         ax.set_ylabel(f"fraction of {flagged_name} found")
-        ax.legend(fontsize=7)
-        return out
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        if found:
+            ax.legend(fontsize=7)
+            readout = "; ".join(f"{n}: {v:.0%}" for n, v in found.items()) + \
+                f" of the {flagged_name} found in the top {x:.0%}"
+        else:
+            readout = "tick at least one ranking to see how many it finds"
+        return {"x": x, "found": found, "readout": readout}
 
-    return Panel(controls, draw, rows=[["x"], list(boxes)])
+    return Panel(controls, draw, rows=[["x"], list(boxes)], readout=True)
