@@ -1,6 +1,6 @@
 """Exercise 07 graded for real (the suite's one shared ``xaicourse grade`` run): honest variants earn
-full points; the library routes (captum's per-example Jacobian and TracInCP, torch.func, the
-package's TracIn) and the generic attack families (tests/attacks.py) earn 0 on their task or are
+full points; the library routes (captum's per-example Jacobian and TracInCP, torch.func — also for
+Task 3, the idealised TracIn —, the package's TracIn) and the generic attack families (tests/attacks.py) earn 0 on their task or are
 flagged. alice (solution) and bob (untouched) are test_course's students."""
 from pathlib import Path
 
@@ -9,11 +9,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "07_tracin"
-POINTS = {"tracin_tests": 5.0, "self_tests": 3.0}
+POINTS = {"tracin_tests": 5.0, "self_tests": 3.0, "ideal_tests": 3.0}
 FULL = sum(POINTS.values())
 NAMES = {"tracin_answer": ["example_gradients", "tracin_contributions"],
-         "self_answer": ["self_influence_scores", "suspects"]}
-TASK = {"tracin_answer": "tracin_tests", "self_answer": "self_tests"}
+         "self_answer": ["self_influence_scores", "suspects"],
+         "ideal_answer": ["ideal_tracin"]}
+TASK = {"tracin_answer": "tracin_tests", "self_answer": "self_tests", "ideal_answer": "ideal_tests"}
 
 # Task 2's answer without Task 1's functions: students whose Task 1 is a cheat or a library call
 # answer Task 2 with this, so that Task 2 is graded on its own.
@@ -58,6 +59,23 @@ HONEST = {
             "        b = example_gradients(m, loss_fn, X_train, y_train).numpy()\n"
             "        out[k] = float(ck['lr']) * np.einsum('jp,ip->ji', a, b)\n"
             "    return torch.from_numpy(out)\n"),
+        # float64 copy trained through .backward()/.grad and an optimizer object
+        "ideal_answer": (
+            "import copy\n"
+            "def ideal_tracin(model, loss_fn, X_train, y_train, order, lr, X_test, y_test):\n"
+            "    m = copy.deepcopy(model).double()\n"
+            "    opt = torch.optim.SGD(m.parameters(), lr=lr)\n"
+            "    def g(x, t):\n"
+            "        m.zero_grad()\n"
+            "        loss_fn(m(x.double()), t).backward()\n"
+            "        return torch.cat([p.grad.reshape(-1).clone() for p in m.parameters()])\n"
+            "    T = np.zeros((len(X_test), len(X_train)))\n"
+            "    for i in order:\n"
+            "        gt = torch.stack([g(X_test[j:j + 1], y_test[j:j + 1]) for j in range(len(X_test))])\n"
+            "        gi = g(X_train[i:i + 1], y_train[i:i + 1])\n"
+            "        T[:, i] += lr * (gt @ gi).numpy()\n"
+            "        opt.step()\n"
+            "    return torch.from_numpy(T)\n"),
         "self_answer": (
             "def self_influence_scores(model, checkpoints, loss_fn, X, y):\n"
             "    m = copy.deepcopy(model)\n"
@@ -72,6 +90,22 @@ HONEST = {
     # one forward pass per set, per-example losses differentiated one by one; all checkpoints'
     # gradients stacked and contracted with one einsum; squared norms without the N × N matrix
     "e07_h_batched": {
+        # one forward pass for all test points per step, parameters updated through a state dict
+        "ideal_answer": (
+            "def ideal_tracin(model, loss_fn, X_train, y_train, order, lr, X_test, y_test):\n"
+            "    import copy\n"
+            "    m = copy.deepcopy(model)\n"
+            "    names = [n for n, _ in m.named_parameters()]\n"
+            "    T = torch.zeros(len(X_test), len(X_train), dtype=torch.float64)\n"
+            "    for i in order:\n"
+            "        params = [p for _, p in m.named_parameters()]\n"
+            "        out = m(X_test)\n"
+            "        gt = torch.stack([torch.cat([t.flatten() for t in torch.autograd.grad(loss_fn(out[j:j + 1], y_test[j:j + 1]), params, retain_graph=True)]) for j in range(len(X_test))])\n"
+            "        gi = torch.autograd.grad(loss_fn(m(X_train[i:i + 1]), y_train[i:i + 1]), params)\n"
+            "        T[:, i] += lr * (gt.double() @ torch.cat([t.flatten() for t in gi]).double())\n"
+            "        sd = m.state_dict()\n"
+            "        m.load_state_dict({**sd, **{n: sd[n] - lr * t for n, t in zip(names, gi)}})\n"
+            "    return T\n"),
         "tracin_answer": (
             "def example_gradients(model, loss_fn, X, y):\n"
             "    params = list(model.parameters())\n"
@@ -172,7 +206,21 @@ LIBRARY = {  # reference libraries by routes a list of forbidden functions would
         "    m = copy.deepcopy(model)\n"
         "    m.load_state_dict(ck['state_dict'])\n"
         "    return ck['lr'] * example_gradients(m, loss_fn, X_test, y_test) @ example_gradients(m, loss_fn, X_train, y_train).T\n"
-        + _TRACIN_FROM_CHECKPOINTS)},
+        + _TRACIN_FROM_CHECKPOINTS),
+        "ideal_answer": (
+        "import torch.func as _tf\n"
+        "def ideal_tracin(model, loss_fn, X_train, y_train, order, lr, X_test, y_test):\n"
+        "    import copy\n"
+        "    m = copy.deepcopy(model)\n"
+        "    p = {k: v.detach() for k, v in m.named_parameters()}\n"
+        "    f = lambda q, x, t: loss_fn(_tf.functional_call(m, q, (x[None],)), t[None])\n"
+        "    T = torch.zeros(len(X_test), len(X_train))\n"
+        "    for i in order:\n"
+        "        gt = _tf.vmap(_tf.grad(f), in_dims=(None, 0, 0))(p, X_test, y_test)\n"
+        "        gi = _tf.grad(f)(p, X_train[i], y_train[i])\n"
+        "        T[:, i] += lr * sum((gt[k].reshape(len(X_test), -1) @ gi[k].reshape(-1)) for k in p)\n"
+        "        p = {k: p[k] - lr * gi[k] for k in p}\n"
+        "    return T\n")},
     # the package (was test_course's LIBRARY_ANSWERS["07_tracin"]): per_example_grads, tracin_cp per
     # checkpoint, self_influence
     "e07_lib_package": {"tracin_answer": (
@@ -202,7 +250,9 @@ CHEATS = {  # the generic families, each task attacked by at least two of them
     "e07_cheat_refs": {"tracin_answer": attacks.refs(NAMES["tracin_answer"])},
     "e07_cheat_subclass": {"tracin_answer": attacks.subclass(NAMES["tracin_answer"]),
                            "self_answer": attacks.subclass(NAMES["self_answer"])},
-    "e07_cheat_rebind": {"self_answer": attacks.rebind(NAMES["self_answer"])},
+    "e07_cheat_rebind": {"self_answer": attacks.rebind(NAMES["self_answer"]),
+                         "ideal_answer": attacks.rebind(NAMES["ideal_answer"])},
+    "e07_cheat_refs_ideal": {"ideal_answer": attacks.refs(NAMES["ideal_answer"])},
     "e07_cheat_files": {"self_answer": attacks.trusted_files(NAMES["self_answer"])},
 }
 

@@ -3,10 +3,12 @@
 Every check draws its own models, checkpoints, data and loss reduction per student, computes the
 reference here (from scratch, in float64) and calls the student's functions through the sandbox.
 Task 1 asks for the per-checkpoint terms C[k] of TracInCP, which no library returns (captum's
-TracInCP and the package's ``tracin_cp`` give only their sum).
+TracInCP and the package's ``tracin_cp`` give only their sum); Task 3 for the idealised TracIn of an
+SGD run over this student's visiting order and learning rate, which no library computes.
 """
 import copy
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ DATA_ATTRIBUTION = [f"{_DA}.{m}" for m in (
 RULED_OUT = ["captum", *DATA_ATTRIBUTION, "torch.func", "functorch", "torch._functorch",
              "torch.autograd.functional", "torch.nn.utils._per_sample_grad", "torch.nn.utils._expanded_weights",
              "opacus", "backpack"]
-FORBIDDEN = {"tracin_answer": RULED_OUT, "self_answer": RULED_OUT}
+FORBIDDEN = {"tracin_answer": RULED_OUT, "self_answer": RULED_OUT, "ideal_answer": RULED_OUT}
 
 REL = 1e-4
 """Tolerance: 1e-4 × the largest |reference| entry. float32 gradients and dot products are good to
@@ -192,3 +194,55 @@ def self_influence(k):
         got = k.call("suspects", s, top)
         want = torch.argsort(s, descending=True)[:top]
         close(got, want, atol=0, what=f"suspects(scores, {top}) (indices, highest score first)")
+
+
+def _ideal(model, loss_fn, Xtr, ytr, order, lr, Xte, yte):
+    """Idealised TracIn of plain SGD over ``order`` (float64 copy of the model)."""
+    m = copy.deepcopy(model).double()
+    params = list(m.parameters())
+
+    def grads(X, y):
+        return torch.stack([torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss_fn(m(X[j:j + 1].double()),
+                                                                                          y[j:j + 1]), params)])
+                            for j in range(len(X))])
+
+    T = torch.zeros(len(Xte), len(Xtr), dtype=torch.float64)
+    for i in order:
+        g_te, g_i = grads(Xte, yte), grads(Xtr[i:i + 1], ytr[i:i + 1])[0]
+        T[:, i] += lr * (g_te @ g_i)
+        with torch.no_grad():
+            off = 0
+            for p in params:
+                p -= lr * g_i[off:off + p.numel()].view_as(p)
+                off += p.numel()
+    return T
+
+
+@task("ideal_tests")
+def ideal_tracin(k):
+    loss, loss_spec = _loss(k, "loss3")
+    rng = k.rng("ideal")
+    # an MLP with random weights (per-student width), a visiting order with repeats and gaps
+    mlp, _ = _random_mlp(k, "ideal-mlp", 1)
+    Xtr, ytr, Xte, yte = _data(k, "ideal-mlp", 16, 3)
+    order = [int(i) for i in rng.integers(0, 16, int(rng.integers(20, 30)))]
+    lr = float(rng.uniform(0.05, 0.2))
+    got = k.call("ideal_tracin", k.module(mlp), loss_spec, Xtr, ytr, order, lr, Xte, yte)
+    _close_rel(got, _ideal(mlp, loss, Xtr, ytr, order, lr, Xte, yte),
+               f"ideal_tracin of an MLP ({len(order)} SGD steps, lr {lr:.3f}, 3 test × 16 training points)")
+    # a trained logistic regression, two epochs in this student's order
+    Xtr2, ytr2, Xte2, yte2 = _data(k, "ideal-logreg", 20, 4)
+    logreg, _ = _trained_logreg(k, "ideal-logreg", Xtr2, ytr2)
+    order2 = [int(i) for i in np.concatenate([rng.permutation(20), rng.permutation(20)])]
+    lr2 = float(rng.uniform(0.02, 0.1))
+    got = k.call("ideal_tracin", k.module(logreg), loss_spec, Xtr2, ytr2, order2, lr2, Xte2, yte2)
+    _close_rel(got, _ideal(logreg, loss, Xtr2, ytr2, order2, lr2, Xte2, yte2),
+               f"ideal_tracin of a logistic regression (two epochs, lr {lr2:.3f})")
+    # the notebook's model is left as it was
+    probe = Xtr2[:4]
+    before = k.call("model", probe)
+    k.call("ideal_tracin", k.global_("model"), loss_spec, Xtr2, ytr2, order2[:10], lr2, Xte2, yte2)
+    try:
+        close(k.call("model", probe), before, atol=1e-6, what="outputs of the notebook's model")
+    except Failed:
+        raise Failed("ideal_tracin changed the model's parameters: train a copy (copy.deepcopy(model))") from None

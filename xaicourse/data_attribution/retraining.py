@@ -111,6 +111,9 @@ def leave_one_out(model: nn.Module, loss_fn, train_inputs: torch.Tensor, train_l
     progress = check_bool("progress", progress)
     refit = check_bool("refit", refit)
     damping = check_real("damping", damping, min=0.0)
+    if tol is not None:
+        tol = check_real("tol", tol, min=0.0, min_inclusive=False)
+    max_iter = check_int("max_iter", max_iter, min=1)
     loss_none = _per_example_loss(loss_fn)
     tol_eff = tol if tol is not None else (1e-9 if wdt == torch.float64 else 1e-5)
     if refit:
