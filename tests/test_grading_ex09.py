@@ -1,6 +1,6 @@
 """Exercise 09 graded for real (the suite's one shared ``xaicourse grade`` run): honest variants earn
 full points; the library routes (captum's layer attributions and TCAV, quantus, the course package,
-torch.func) and the attack families of tests/attacks.py earn 0 on their task or are flagged.
+torch.func, scipy.stats's t-test) and the attack families of tests/attacks.py earn 0 on their task or are flagged.
 scikit-learn's ``LogisticRegression`` is ALLOWED for the CAV's classifier (the task says so: the
 classifier is not what the task teaches; the solution uses it). alice (solution) and bob (untouched)
 are test_course's students."""
@@ -8,11 +8,11 @@ import attacks
 import pytest
 
 EX = "09_concepts_and_robustness"
-POINTS = {"cav_tests": 5.0, "attack_tests": 3.0}
+POINTS = {"cav_tests": 5.0, "attack_tests": 3.0, "ttest_tests": 2.0}
 FULL = sum(POINTS.values())
 NAMES = {"cav_answer": ["layer_acts", "train_cav", "directional_derivatives", "tcav_score_of"],
-         "attack_answer": ["topk_overlap", "topk_attack_step"]}
-TASK = {"cav_answer": "cav_tests", "attack_answer": "attack_tests"}
+         "attack_answer": ["topk_overlap", "topk_attack_step"], "ttest_answer": ["welch_ttest", "bonferroni"]}
+TASK = {"cav_answer": "cav_tests", "attack_answer": "attack_tests", "ttest_answer": "ttest_tests"}
 
 # the solution's CAV fit (scikit-learn, allowed), reused by library students that replace the rest
 _SKLEARN_CAV = """
@@ -131,7 +131,31 @@ def topk_attack_step(model, x, target, k, eps):
     M1 = torch.gather(S1.flatten(1), 1, B).sum(1)
     return {"delta": (x1 - x.double()).detach().numpy(), "mass_before": M0.detach().numpy(),
             "mass_after": M1.numpy(), "overlap": topk_overlap(S0.detach(), S1, k)}
+""",
+        # the t-test in pure Python floats: the tail by the incomplete beta function, constants by set()
+        "ttest_answer": """import math
+
+
+def welch_ttest(scores, random_scores):
+    from scipy.special import betainc
+    s = [float(v) for v in scores]
+    r = [float(v) for v in random_scores]
+    if min(len(s), len(r)) < 2:
+        raise ValueError("need at least two scores per list")
+    ms, mr = sum(s) / len(s), sum(r) / len(r)
+    if len(set(s)) == 1 and len(set(r)) == 1:
+        return {"t": math.nan, "dof": math.nan, "p": 1.0 if ms == mr else 0.0}
+    a = sum((v - ms) ** 2 for v in s) / (len(s) - 1) / len(s)
+    b = sum((v - mr) ** 2 for v in r) / (len(r) - 1) / len(r)
+    t = (ms - mr) / math.sqrt(a + b)
+    nu = (a + b) ** 2 / (a * a / (len(s) - 1) + b * b / (len(r) - 1))
+    return {"t": t, "dof": nu, "p": float(betainc(nu / 2, 0.5, nu / (nu + t * t)))}
+
+
+def bonferroni(p_values, alpha):
+    return np.array([p * len(p_values) < alpha for p in p_values], dtype=bool)
 """},
+
     # the forward stopped at the layer, scikit-learn's newton-cholesky solver, S by grad_outputs and
     # einsum, a vectorised overlap (scatter/gather), the attack step one image at a time
     "e09_h_vectorised": {
@@ -213,7 +237,33 @@ def topk_attack_step(model, x, target, k, eps):
         overlaps.append(topk_overlap(S.detach()[None], S1[None], k)[0])
     return {"delta": torch.stack(deltas).detach(), "mass_before": torch.stack(before),
             "mass_after": torch.stack(after), "overlap": torch.stack(overlaps)}
+""",
+        # the t-test in torch float64, the two-sided tail by integrating the t density (no betainc)
+        "ttest_answer": """def welch_ttest(scores, random_scores):
+    import math
+    s = torch.as_tensor(np.asarray(scores, dtype=np.float64)).reshape(-1)
+    r = torch.as_tensor(np.asarray(random_scores, dtype=np.float64)).reshape(-1)
+    if len(s) < 2 or len(r) < 2:
+        raise ValueError("at least 2 scores per list")
+    if bool((s == s[0]).all()) and bool((r == r[0]).all()):
+        return {"t": float("nan"), "dof": float("nan"), "p": 0.0 if bool(s[0] != r[0]) else 1.0}
+    a, b = s.var(unbiased=True) / len(s), r.var(unbiased=True) / len(r)
+    t = float((s.mean() - r.mean()) / torch.sqrt(a + b))
+    nu = float((a + b) ** 2 / (a ** 2 / (len(s) - 1) + b ** 2 / (len(r) - 1)))
+    # P(|T| >= |t|) = 2 * integral of the t density from |t| to infinity; x = tan(u) maps it to a finite interval
+    logc = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi)
+    u = torch.linspace(math.atan(abs(t)), math.pi / 2, 400001, dtype=torch.float64)[:-1]
+    x = torch.tan(u)
+    dens = torch.exp(logc - (nu + 1) / 2 * torch.log1p(x * x / nu)) / torch.cos(u) ** 2
+    tail = torch.trapezoid(dens, u).item()
+    return {"t": t, "dof": nu, "p": 2 * tail}
+
+
+def bonferroni(p_values, alpha):
+    p = torch.as_tensor(np.asarray(p_values, dtype=np.float64))
+    return (p < alpha / p.numel()).numpy()
 """},
+
 }
 
 LIBRARY = {  # reference libraries, by routes a list of forbidden functions would miss
@@ -336,6 +386,26 @@ def topk_attack_step(model, x, target, k, eps):
     return {"delta": x1 - x, "mass_before": m0.detach(), "mass_after": S1.flatten(1).gather(1, top).sum(1),
             "overlap": _ti(S0.detach(), S1, k)}
 """},
+    # scipy's Welch t-test (and its t distribution) for the whole task
+    "e09_lib_scipy_ttest": {"ttest_answer": """
+from scipy import stats as _st
+
+
+def welch_ttest(scores, random_scores):
+    s, r = np.asarray(scores, dtype=np.float64), np.asarray(random_scores, dtype=np.float64)
+    if len(s) < 2 or len(r) < 2:
+        raise ValueError("need two scores")
+    if np.ptp(s) == 0 and np.ptp(r) == 0:
+        return {"t": float("nan"), "dof": float("nan"), "p": 0.0 if s.mean() != r.mean() else 1.0}
+    res = _st.ttest_ind(s, r, equal_var=False)
+    vs, vr = s.var(ddof=1) / len(s), r.var(ddof=1) / len(r)
+    return {"t": float(res.statistic), "dof": float((vs + vr) ** 2 / (vs ** 2 / (len(s) - 1) + vr ** 2 / (len(r) - 1))),
+            "p": float(res.pvalue)}
+
+
+def bonferroni(p_values, alpha):
+    return np.asarray(p_values) < alpha / len(p_values)
+"""},
     # quantus's top-k intersection against the mask of b's top k
     "e09_lib_quantus": {"attack_answer": """
 def topk_overlap(a, b, k):
@@ -374,10 +444,12 @@ def topk_attack_step(model, x, target, k, eps):
 }
 
 CHEATS = {  # the generic families, each task attacked by at least two of them
-    "e09_cheat_refs": {"cav_answer": attacks.refs(NAMES["cav_answer"])},
+    "e09_cheat_refs": {"cav_answer": attacks.refs(NAMES["cav_answer"]),
+                       "ttest_answer": attacks.refs(NAMES["ttest_answer"])},
     "e09_cheat_subclass": {"cav_answer": attacks.subclass(NAMES["cav_answer"]),
                            "attack_answer": attacks.subclass(NAMES["attack_answer"])},
-    "e09_cheat_rebind": {"attack_answer": attacks.rebind(NAMES["attack_answer"])},
+    "e09_cheat_rebind": {"attack_answer": attacks.rebind(NAMES["attack_answer"]),
+                         "ttest_answer": attacks.rebind(NAMES["ttest_answer"])},
     "e09_cheat_files": {"cav_answer": attacks.trusted_files(NAMES["cav_answer"])},
 }
 

@@ -129,6 +129,10 @@ def test_lrp_0_is_input_times_gradient_on_a_bias_free_relu_net():
     assert maxdiff(A.lrp(net, x, 2, epsilon=1e-9), A.input_x_gradient(net, x, 2)) <= 1e-5
     # the default ε = 0.25 absorbs relevance: it is not LRP-0
     assert maxdiff(A.lrp(net, x, 2), A.input_x_gradient(net, x, 2)) > 1e-3
+    # biases do not break LRP-0 = input × gradient (both then miss f(x) by the biases' share)
+    biased = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    z = torch.rand(4, 6, dtype=torch.float64)
+    assert maxdiff(A.lrp(biased, z, 2, epsilon=0.0), A.input_x_gradient(biased, z, 2)) <= 1e-12
 
 
 def test_layers_and_errors(digits):

@@ -35,7 +35,7 @@ and its max-pool rule misroutes when a ReLU feeds the pool (captum issues #1104,
 SmallCNN its attributions break summation-to-delta; ours use the same max-pool rule for every
 max-pool and keep it. captum's LRP refuses ``AdaptiveMaxPool2d`` unless given a rule (ours: the ε
 rule, like its ``MaxPool2d``). captum's ``EpsilonRule`` defaults to ε = 1e-9, which is LRP-0
-(= input × gradient on a bias-free ReLU net); ours defaults to ε = 0.25 (Montavon et al. 2019,
+(= input × gradient on a ReLU net, with or without biases, where no pre-activation is 0); ours defaults to ε = 0.25 (Montavon et al. 2019,
 "LRP-ε" in the layer-wise relevance overview: absorbs weak, contradictory relevance).
 """
 from __future__ import annotations
