@@ -38,6 +38,8 @@ def rel(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+# captum marks the inputs as requiring gradients itself and says so with a UserWarning
+@pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients:UserWarning")
 def test_matches_captum_tracincp(run):
     from captum.influence import TracInCP
     model, ck, X, y, Xt, yt = run
