@@ -7,7 +7,6 @@ from pathlib import Path
 import attacks
 import pytest
 
-from xaicourse.autograding.scan import _MODULE_ATTR_WRITE, scan_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "07_tracin"
@@ -291,11 +290,6 @@ def _task_points(row, task):
 def test_honest_variants_full_marks(grades, student):
     row = grades[student]
     assert float(row["score"]) == FULL, row
-    if row["status"] == f"flagged: {_MODULE_ATTR_WRITE} (T)" and scan_answer("T = [0]\nT[0] += 1\n"):
-        # autograding/scan.py reads `T[:, i] += …` (Task 3's matrix, named T as in its formula) as a
-        # write into `torchvision.transforms as T`: a false positive of the scan, not of this student
-        # (a module is not subscriptable; fix: flag only targets with an attribute in the chain)
-        pytest.xfail("scan.py flags a subscript write to a variable named T")
     assert not row["status"].startswith("flagged"), row
 
 

@@ -294,6 +294,12 @@ def test_scan_flags_tampering_and_passes_honest_code():
                      ("import builtins\nbuiltins.abs = print", "builtins")]:
         flags = autograding.scan_answer(bad)
         assert any(why in f for f in flags), (bad, flags)
+    # a matrix named like a usual module alias is a variable (lecture 07's T_{j,i}); an imported
+    # name or an attribute in the chain is still a write into a module
+    assert autograding.scan_answer("T = torch.zeros(3, 3)\nT[:, 0] += 1\n") == []
+    for bad in ("import torchvision.transforms as T\nT[0] = 1", "T.x = 1", "np.__dict__['x'] = 1",
+                "import math\nmath.pi = 3"):
+        assert any("assigns to an attribute" in f for f in autograding.scan_answer(bad)), bad
 
 
 def test_import_scan_follows_aliases_and_strings():

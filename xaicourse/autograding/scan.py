@@ -74,10 +74,15 @@ def scan_answer(source: str) -> list[str]:
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for t in targets:
-                base = t
+                # a write into a module goes through an attribute (m.x = …, m.d[k] = …). A usual
+                # module alias that this code did not import (T, A, L, F …) is then a variable: a
+                # module cannot be subscripted, so `T[:, i] += …` writes into a matrix named T
+                # (lecture 07's formula), never into `torchvision.transforms as T`
+                base, through_attr = t, False
                 while isinstance(base, (ast.Attribute, ast.Subscript)):
+                    through_attr = through_attr or isinstance(base, ast.Attribute)
                     base = base.value
                 if isinstance(t, (ast.Attribute, ast.Subscript)) and isinstance(base, ast.Name) \
-                        and (base.id in imported or base.id in _KNOWN_MODULES):
+                        and (base.id in imported or (base.id in _KNOWN_MODULES and through_attr)):
                     reasons[f"{_MODULE_ATTR_WRITE} ({_dotted(t) or base.id})"] = None
     return list(reasons)
