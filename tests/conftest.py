@@ -160,3 +160,27 @@ def shapes():
 
     model, split, _ = course_model("shapes", progress=False)
     return model, split
+
+
+# ----------------------------------------------------------------------------- figures
+def assert_gallery_readable(fig, n_images: int) -> None:
+    """Issue #26: a ``viz.gallery`` figure (lectures 05–07 and their panels) is readable: at most
+    11 in wide (a page does not shrink it), ``n_images`` images besides the query with titles
+    ≥ 8 pt that overlap no other image or title, and a histogram (if any) with tick labels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    assert fig.get_size_inches()[0] <= 11, fig.get_size_inches()
+    canvas = FigureCanvasAgg(fig)        # a panel closes its figure; give it a canvas to measure on
+    canvas.draw()
+    r = canvas.get_renderer()
+    image_axes = [a for a in fig.axes if a.images][1:]          # the query image is first
+    assert len(image_axes) == n_images, len(image_axes)
+    for a in image_axes:
+        assert a.title.get_fontsize() >= 8, a.title.get_fontsize()
+        for b in image_axes:
+            if b is not a:
+                assert not a.title.get_window_extent(r).overlaps(b.get_window_extent(r)), (a.get_title(), b.get_title())
+                assert not a.title.get_window_extent(r).overlaps(b.title.get_window_extent(r))
+    hist = [a for a in fig.axes if a.patches]
+    for h in hist:
+        assert len([t for t in h.get_xticklabels() if t.get_text()]) >= 2

@@ -7,6 +7,7 @@ import torch
 
 matplotlib.use("Agg")
 
+from conftest import assert_gallery_readable  # noqa: E402
 from xaicourse.data import load_digits_tensors  # noqa: E402
 from xaicourse.data_attribution import RepresenterPoints, detection_rate, flip_labels  # noqa: E402
 from xaicourse.models import SmallCNN, train  # noqa: E402
@@ -81,22 +82,8 @@ def test_gallery_figure_is_readable_at_k10(noisy):
     figure 16 in wide; the histogram had 5-pt ticks. The panel now draws ``viz.gallery``."""
     m, rp, X, y, flipped, Xt, yt = noisy
     p = representer_gallery_panel(rp, rp.features_of(m, Xt), X, Xt, yt, k=10)
-    fig = p.figures[0]
-    assert fig.get_size_inches()[0] <= 11
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(fig)        # the panel closed its figure; give it a canvas to measure on
-    canvas.draw()
-    r = canvas.get_renderer()
-    image_axes = [a for a in fig.axes if a.images][1:]
-    assert len(image_axes) == 20
-    for a in image_axes:
-        assert a.title.get_fontsize() >= 8
-        for b in image_axes:
-            if b is not a:
-                assert not a.title.get_window_extent(r).overlaps(b.get_window_extent(r))
-    h = next(a for a in fig.axes if a.patches)
-    assert len([t for t in h.get_xticklabels() if t.get_text()]) >= 2
+    assert_gallery_readable(p.figures[0], 20)
+    assert any(a.patches for a in p.figures[0].axes)       # the histogram is there
 
 
 def test_mislabel_panel_matches_detection_rate(noisy):

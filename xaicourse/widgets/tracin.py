@@ -19,7 +19,7 @@ def proponents_panel(model, checkpoints, loss_fn, train_inputs, train_labels, te
     """
     from ..data_attribution import TracInCP
     from .._validate import check_int
-    from ..viz import to_numpy_image
+    from ..viz import gallery
 
     k = check_int("k", k, min=1, max=len(train_inputs))
     cache = {}
@@ -36,18 +36,15 @@ def proponents_panel(model, checkpoints, loss_fn, train_inputs, train_labels, te
         s = scores(normalize)[test]
         pro = torch.topk(s, k).indices
         opp = torch.topk(-s, k).indices
-        fig, ax = plt.subplots(1, 2 * k + 1, figsize=(1.3 * (2 * k + 1), 1.9))
-        ax[0].imshow(to_numpy_image(test_inputs[test]), cmap="gray")
-        ax[0].set_title(f"test, y={name(test_labels[test])}", fontsize=8)
-        for j, (i, kind) in enumerate([(i, "+") for i in pro] + [(i, "−") for i in opp]):
-            a = ax[1 + j]
-            a.imshow(to_numpy_image(train_inputs[i]), cmap="gray")
-            a.set_title(f"{kind} #{int(i)} y={name(train_labels[i])}\n{s[i]:.3g}", fontsize=7,
-                        color="tab:green" if kind == "+" else "tab:red")
-        for a in ax:
-            a.axis("off")
-        fig.suptitle(("cosine" if normalize else "dot-product") + " TracInCP: proponents (+) and opponents (−)",
-                     fontsize=9)
+        # the shared gallery (viz.gallery): one row per kind, titles ≥ 8 pt that never overlap,
+        # a width that does not grow with k (so the page does not shrink it), the score histogram
+        groups = [(kind, [train_inputs[int(i)] for i in idx],
+                   [f"#{int(i)} y={name(train_labels[i])}\n{float(s[i]):+.3g}" for i in idx], colour)
+                  for kind, idx, colour in (("proponents (+)", pro, "tab:green"),
+                                            ("opponents (−)", opp, "tab:red"))]
+        gallery(test_inputs[test], groups, query_title=f"test #{test}, y={name(test_labels[test])}",
+                hist=s.numpy(), hist_title="all training scores", hist_xlabel="TracInCP score",
+                suptitle=("cosine" if normalize else "dot-product") + " TracInCP: proponents and opponents")
         return {"test": test, "normalize": normalize, "proponents": pro.tolist(), "opponents": opp.tolist(),
                 "scores": s}
 
