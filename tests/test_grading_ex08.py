@@ -9,10 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "08_evaluating_explanations"
-POINTS = {"deletion_tests": 5.0, "pointing_tests": 3.0}
+POINTS = {"deletion_tests": 5.0, "pointing_tests": 3.0, "sanity_tests": 4.0}
 FULL = sum(POINTS.values())
-NAMES = {"deletion_answer": ["deletion_scores", "deletion_auc"], "pointing_answer": ["pointing_game"]}
-TASK = {"deletion_answer": "deletion_tests", "pointing_answer": "pointing_tests"}
+NAMES = {"deletion_answer": ["deletion_scores", "deletion_auc"], "pointing_answer": ["pointing_game"],
+         "sanity_answer": ["cascading_test"]}
+TASK = {"deletion_answer": "deletion_tests", "pointing_answer": "pointing_tests", "sanity_answer": "sanity_tests"}
 
 HONEST = {
     # float64 everywhere (a double copy of the model), numpy sorting and trapezoids, numpy indices
@@ -46,7 +47,27 @@ HONEST = {
             "        raise ValueError('a mask is empty')\n"
             "    rows, cols = np.unravel_index(a.reshape(len(a), -1).argmax(1), a.shape[1:])\n"
             "    hits = mk[np.arange(len(mk)), rows, cols].astype(np.float64)\n"
-            "    return torch.from_numpy(hits), torch.from_numpy(np.stack([rows, cols], 1).astype(np.int64))\n")},
+            "    return torch.from_numpy(hits), torch.from_numpy(np.stack([rows, cols], 1).astype(np.int64))\n"),
+        # float64 copies of the model (re-initialised in float32 first, as the task says), scipy's spearmanr
+        "sanity_answer": (
+            "import copy\n"
+            "import numpy as np\n"
+            "from scipy.stats import spearmanr\n"
+            "def cascading_test(model, layers, x, target, seed=0):\n"
+            "    m = copy.deepcopy(model)\n"
+            "    def gm(mod):\n"
+            "        md = copy.deepcopy(mod).double()\n"
+            "        xg = x.double().clone().requires_grad_(True)\n"
+            "        md(xg)[torch.arange(len(x)), target].sum().backward()\n"
+            "        return xg.grad.sum(1).numpy()\n"
+            "    maps = [gm(m)]\n"
+            "    torch.manual_seed(seed)\n"
+            "    for name in layers:\n"
+            "        getattr(m, name).reset_parameters()\n"
+            "        maps.append(gm(m))\n"
+            "    rho = np.array([[spearmanr(maps[0][n].ravel(), mp[n].ravel())[0] for n in range(len(x))]\n"
+            "                    for mp in maps])\n"
+            "    return torch.from_numpy(rho), torch.from_numpy(np.stack(maps))\n")},
     # every step in one batch (ranks compared with the counts), float32 trapezoid; the pointing game
     # from a max over rows then columns
     "e08_h_batched": {
@@ -75,7 +96,29 @@ HONEST = {
             "    rows = best_in_row.argmax(1)\n"
             "    cols = col_of_row.gather(1, rows[:, None])[:, 0]\n"
             "    n = torch.arange(len(r))\n"
-            "    return masks[n, rows, cols].to(torch.float64), torch.stack([rows, cols], 1)\n")},
+            "    return masks[n, rows, cols].to(torch.float64), torch.stack([rows, cols], 1)\n"),
+        # one image at a time, the RNG forked, rankdata + corrcoef
+        "sanity_answer": (
+            "import copy\n"
+            "import numpy as np\n"
+            "from scipy.stats import rankdata\n"
+            "def cascading_test(model, layers, x, target, seed=0):\n"
+            "    m = copy.deepcopy(model).eval()\n"
+            "    out_maps = []\n"
+            "    with torch.random.fork_rng(devices=[]):\n"
+            "        torch.manual_seed(seed)\n"
+            "        for j in range(len(layers) + 1):\n"
+            "            if j:\n"
+            "                getattr(m, layers[j - 1]).reset_parameters()\n"
+            "            g = []\n"
+            "            for n in range(len(x)):\n"
+            "                xi = x[n:n + 1].clone().requires_grad_(True)\n"
+            "                g.append(torch.autograd.grad(m(xi)[0, int(target[n])], xi)[0][0].sum(0))\n"
+            "            out_maps.append(torch.stack(g).detach())\n"
+            "    base = out_maps[0].flatten(1).double().numpy()\n"
+            "    rhos = [[np.corrcoef(rankdata(base[n]), rankdata(mp.flatten(1)[n].double().numpy()))[0, 1]\n"
+            "             for n in range(len(x))] for mp in out_maps]\n"
+            "    return torch.tensor(rhos), torch.stack(out_maps)\n")},
 }
 
 LIBRARY = {  # reference libraries by routes a list of forbidden functions would miss
@@ -103,7 +146,14 @@ LIBRARY = {  # reference libraries by routes a list of forbidden functions would
             "def pointing_game(attributions, masks):\n"
             "    idx = attributions.abs().sum(1).flatten(1).argmax(1)\n"
             "    W = attributions.shape[-1]\n"
-            "    return _pg(attributions, masks, absolute=True), torch.stack([idx // W, idx % W], 1)\n")},
+            "    return _pg(attributions, masks, absolute=True), torch.stack([idx // W, idx % W], 1)\n"),
+        # the package's cascading randomisation test, signed maps
+        "sanity_answer": (
+            "from xaicourse.evaluation import cascading_randomization\n"
+            "def cascading_test(model, layers, x, target, seed=0):\n"
+            "    res = cascading_randomization(model, x, target, 'gradient', layers=list(layers), seed=seed,\n"
+            "                                  absolute=False)\n"
+            "    return res['rho'], torch.stack(res['maps'])\n")},
     # Quantus's pointing game (and its pixel-flipping curve for the deletion AUC)
     "e08_lib_quantus": {
         "pointing_answer": (
@@ -155,9 +205,11 @@ LIBRARY = {  # reference libraries by routes a list of forbidden functions would
 
 CHEATS = {  # the generic families, each task attacked by at least two of them
     "e08_cheat_refs": {"deletion_answer": attacks.refs(NAMES["deletion_answer"]),
-                       "pointing_answer": attacks.refs(NAMES["pointing_answer"])},
+                       "pointing_answer": attacks.refs(NAMES["pointing_answer"]),
+                       "sanity_answer": attacks.refs(NAMES["sanity_answer"])},
     "e08_cheat_subclass": {"deletion_answer": attacks.subclass(NAMES["deletion_answer"])},
-    "e08_cheat_rebind": {"pointing_answer": attacks.rebind(NAMES["pointing_answer"])},
+    "e08_cheat_rebind": {"pointing_answer": attacks.rebind(NAMES["pointing_answer"]),
+                         "sanity_answer": attacks.rebind(NAMES["sanity_answer"])},
     "e08_cheat_files": {"deletion_answer": attacks.trusted_files(NAMES["deletion_answer"])},
 }
 
@@ -198,7 +250,7 @@ def test_attacks_earn_nothing_on_their_task(grades, student):
     for task in attacked:
         got = _task_points(row, task)
         assert got == 0.0 or row["status"].startswith("flagged"), (task, row)
-    # the other task was answered honestly and keeps its points
+    # the other tasks were answered honestly and keep their points
     assert float(row["score"]) == FULL - sum(POINTS[t] for t in attacked), row
 
 

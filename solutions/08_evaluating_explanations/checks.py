@@ -4,7 +4,9 @@ Every check draws its own images, attributions, step counts, fill values, masks 
 student and computes the reference here, from scratch (float64). Both tasks ask for something the
 libraries do not return: the predicted class along the deletion path (``xaicourse.evaluation`` and
 Quantus's ``PixelFlipping`` give the target's score only) and the pixel each map points at
-(``pointing_game`` / Quantus's ``PointingGame`` give hit or miss only).
+(``pointing_game`` / Quantus's ``PointingGame`` give hit or miss only). The sanity check (cascading
+model randomisation, Adebayo et al. 2018) draws the layers, seed, images and targets per student;
+``cascading_randomization`` and Quantus's ``ModelParameterRandomisation`` are ruled out.
 
 Attributions are drawn on a dyadic grid (multiples of 1/4, plus distinct multiples of 1/1024 where
 the order must be strict), so the channel sums are exact in float32 and float64 alike: the pixel
@@ -18,7 +20,7 @@ from torch import nn
 from xaicourse.checking import Failed, close, task
 
 RULED_OUT = ["xaicourse.evaluation", "xaicourse.maps", "xaicourse.metrics", "xaicourse.widgets", "quantus", "captum"]
-FORBIDDEN = {"deletion_answer": RULED_OUT, "pointing_answer": RULED_OUT}
+FORBIDDEN = {"deletion_answer": RULED_OUT, "pointing_answer": RULED_OUT, "sanity_answer": RULED_OUT}
 
 PROB_ATOL = 1e-5
 """Probabilities: a float32 forward pass is good to ~1e-7; 1e-5 leaves two orders of margin."""
@@ -194,3 +196,96 @@ def pointing(k):
     a, masks = _pointing_inputs(k, "empty", 3, 3, 8, 8)
     masks[int(k.rng("empty").integers(3))] = False
     k.raises(ValueError, "pointing_game", a, masks)
+
+
+# ----------------------------------------------------------------------------- the sanity check
+RHO_ATOL = 1e-3
+"""Spearman ρ: float32 and float64 maps give the same ρ to ~1e-5 (measured on 40 images, five
+layers); ordinal instead of average ranks for the tied zeros moves it by ~1e-2, |·| maps by ~1."""
+
+
+def _grad_maps(m, x, target):
+    xg = x.detach().clone().requires_grad_(True)
+    out = m(xg)
+    (g,) = torch.autograd.grad(out.gather(1, target[:, None]).sum(), xg)
+    return g.sum(1).detach()
+
+
+def _avg_ranks(v):
+    from scipy.stats import rankdata
+
+    return torch.as_tensor(rankdata(v.numpy(), axis=1, method="average"), dtype=torch.float64)
+
+
+def _spearman(a, b):
+    ra, rb = _avg_ranks(a.flatten(1).double()), _avg_ranks(b.flatten(1).double())
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
+
+
+def _cascade(model, layers, x, target, seed):
+    """The reference: layers re-initialised in float32 (the stream the student's copy draws), maps
+    in float64."""
+    m = copy.deepcopy(model).eval()
+    x = x.double()
+    base = _grad_maps(copy.deepcopy(m).double(), x, target)
+    maps, rho = [base], [torch.ones(len(x), dtype=torch.float64)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name in layers:
+            getattr(m, name).reset_parameters()
+            r = _grad_maps(copy.deepcopy(m).double(), x, target)
+            maps.append(r)
+            rho.append(_spearman(base, r))
+    return torch.stack(rho), torch.stack(maps)
+
+
+MAPS_OFF = 0.005
+"""Share of a map's pixels allowed off the reference. The inputs carry a little noise, so max-pool
+inputs do not tie exactly (on the bare shapes they do, and each implementation's rounding then
+routes the gradient elsewhere: maps off by 4 % of their maximum between honest answers, measured);
+with it, the solution and both honest variants agree to 3e-7 of the maximum and ρ to 1e-5 (16
+students). The margin is for an accidental near-tie; every wrong map (|·|, the softmax instead of
+the logit, another seed) is off on most of its pixels, and ρ is checked to RHO_ATOL."""
+
+
+def _check_maps(got, want, what):
+    close(got, want, atol=float("inf"), what=f"maps, {what}")   # shape and finiteness only
+    g = torch.as_tensor(got).double()
+    scale = float(want.abs().max())
+    off = (g - want).abs() > 1e-5 * scale + 1e-4 * want.abs()
+    share = off.flatten(2).double().mean(2)
+    if float(share.max()) > MAPS_OFF:
+        j, n = divmod(int(share.argmax()), share.shape[1])
+        raise Failed(f"maps, {what}: map of image {n} after step {j} is off on {float(share[j, n]):.1%} "
+                     f"of its pixels (by up to {float((g - want).abs()[j, n].max()):.3g}; tolerance "
+                     f"{1e-5 * scale:.1g} + 1e-4·|map|)")
+
+
+@task("sanity_tests")
+def sanity(k):
+    rng = k.rng("sanity")
+    g = k.generator("sanity")
+    cnn, split = _cnn()
+    spec = k.module(cnn)
+    top = ["fc2", "fc1", "conv3", "conv2", "conv1"]
+    plans = [top[:int(k.choice([2, 3], "L1"))], top[:int(k.choice([4, 5], "L2"))]]
+    for i, layers in enumerate(plans):
+        idx = rng.choice(len(split.X_test), int(rng.integers(3, 6)), replace=False)
+        # a little noise: the shapes' flat regions make max-pool inputs tie exactly, and then the
+        # float rounding of each implementation (batched or not, float32 or float64) decides where
+        # the gradient goes (measured: maps off by 4 % of their maximum between two honest answers)
+        x = 0.98 * split.X_test[torch.as_tensor(idx)] + 0.02 * torch.rand(len(idx), 3, 32, 32, generator=g)
+        # the true labels, then random targets (not always the predicted class)
+        target = split.y_test[torch.as_tensor(idx)] if i == 0 else torch.as_tensor(rng.integers(4, size=len(idx)))
+        seed = int(rng.integers(1000))
+        want_rho, want_maps = _cascade(cnn, layers, x, target.long(), seed)
+        res, info = k.call("cascading_test", spec, layers, x, target.long(), seed=seed, meta=True)
+        if not isinstance(res, (tuple, list)) or len(res) != 2:
+            raise Failed("cascading_test must return a pair (rho, maps)")
+        rho, maps = res
+        what = f"layers={layers}, seed={seed}, {len(idx)} test images"
+        _check_maps(maps, want_maps, what)
+        close(rho, want_rho, atol=RHO_ATOL, what=f"rho, {what}")
+        if any(i["requires_grad"] for i in info):
+            raise Failed("cascading_test must return tensors that do not require grad")
