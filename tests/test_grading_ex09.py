@@ -443,13 +443,15 @@ def topk_attack_step(model, x, target, k, eps):
 """},
 }
 
-CHEATS = {  # the generic families, each task attacked by at least two of them
+CHEATS = {  # the generic families, each on at least one task, every task attacked by at least one
     "e09_cheat_refs": {"cav_answer": attacks.refs(NAMES["cav_answer"]),
                        "ttest_answer": attacks.refs(NAMES["ttest_answer"])},
     "e09_cheat_subclass": {"cav_answer": attacks.subclass(NAMES["cav_answer"]),
                            "attack_answer": attacks.subclass(NAMES["attack_answer"])},
-    "e09_cheat_rebind": {"attack_answer": attacks.rebind(NAMES["attack_answer"]),
-                         "ttest_answer": attacks.rebind(NAMES["ttest_answer"])},
+    # one rebinding cell only: a second one wraps the first one's wrapper of the call agent through
+    # the same global `_real`, an endless recursion that times every task out (the whole exercise 0,
+    # the student's own doing, no extra coverage; test 07 says the same)
+    "e09_cheat_rebind": {"attack_answer": attacks.rebind(NAMES["attack_answer"])},
     "e09_cheat_files": {"cav_answer": attacks.trusted_files(NAMES["cav_answer"])},
 }
 
