@@ -208,8 +208,7 @@ CHEATS = {  # the generic families, each task attacked by at least two of them
                        "pointing_answer": attacks.refs(NAMES["pointing_answer"]),
                        "sanity_answer": attacks.refs(NAMES["sanity_answer"])},
     "e08_cheat_subclass": {"deletion_answer": attacks.subclass(NAMES["deletion_answer"])},
-    "e08_cheat_rebind": {"pointing_answer": attacks.rebind(NAMES["pointing_answer"]),
-                         "sanity_answer": attacks.rebind(NAMES["sanity_answer"])},
+    "e08_cheat_rebind": {"pointing_answer": attacks.rebind(NAMES["pointing_answer"])},
     "e08_cheat_files": {"deletion_answer": attacks.trusted_files(NAMES["deletion_answer"])},
 }
 

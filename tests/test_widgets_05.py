@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import assert_gallery_readable
 from xaicourse.data import load_digits_tensors
 from xaicourse.data_attribution import fit, i_up_loss, inverse_hvp, per_example_grads
 from xaicourse.models import LogisticRegression
@@ -43,6 +44,16 @@ def test_gallery_shows_most_helpful_and_harmful(setup):
     assert len(p.state["harmful"]) == 2
     with pytest.raises(ValueError, match="scores"):
         influence_gallery_panel(S[:, :10], X, y, Xt, yt)
+
+
+def test_gallery_is_readable_at_k10(setup):
+    """Issue #26: at k = 10 the harmful row's titles overlapped the helpful row (7-pt titles on a
+    16-inch figure, histogram ticks at 6 pt). The panel now draws ``viz.gallery``."""
+    model, loss, X, y, Xt, yt = setup
+    S = i_up_loss(model, loss, X, y, Xt, yt, l2=L2, method="exact")
+    p = influence_gallery_panel(S, X, y, Xt, yt, k=10)
+    assert_gallery_readable(p.figures[0], 20)
+    assert any(a.patches for a in p.figures[0].axes)       # the histogram of all −I/n
 
 
 def test_lissa_panel_converges_and_shows_damping_bias(setup):

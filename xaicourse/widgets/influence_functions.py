@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..viz import gallery
 from ._panel import Panel
 
 __all__ = ["influence_gallery_panel", "lissa_panel"]
@@ -48,24 +49,15 @@ def influence_gallery_panel(scores: torch.Tensor, train_images: torch.Tensor, tr
         s = S[test]
         helpful = torch.argsort(s)[:k]
         harmful = torch.argsort(s, descending=True)[:k]
-        fig, ax = plt.subplots(2, k + 1, figsize=(1.6 * (k + 1), 3.8), squeeze=False)
-        ax[0, 0].imshow(_img(test_images[test]), cmap="gray")
+        # the shared gallery (viz.gallery): one row per kind wrapped at 5, titles ≥ 8 pt that never
+        # overlap (at k = 10 they did), a width that does not grow with k, the histogram with ticks
         pred = f", pred {name(predictions[test])}" if predictions is not None else ""
-        ax[0, 0].set_title(f"test #{test}\nlabel {name(test_labels[test])}{pred}", fontsize=8)
-        ax[1, 0].hist(s.numpy() / -n, bins=40, color="grey")
-        ax[1, 0].set_title("all −I/n", fontsize=8)
-        ax[1, 0].tick_params(labelsize=6)
-        for row, (idx, kind, col) in enumerate([(helpful, "helpful", "tab:green"),
-                                                (harmful, "harmful", "tab:red")]):
-            for j, i in enumerate(idx.tolist()):
-                a = ax[row, j + 1]
-                a.imshow(_img(train_images[i]), cmap="gray")
-                a.set_title(f"{kind} #{i}\nlabel {name(train_labels[i])}, ΔL {-float(s[i]) / n:+.1e}",
-                            fontsize=7, color=col)
-        for a in ax.ravel():
-            a.set_xticks([]); a.set_yticks([])
-        fig.suptitle("removing a green image would raise the test loss, removing a red one lower it", fontsize=9)
-        fig.tight_layout()
+        groups = [(kind, [train_images[i] for i in idx.tolist()],
+                   [f"#{i} label {name(train_labels[i])}\nΔL {-float(s[i]) / n:+.1e}" for i in idx.tolist()], col)
+                  for idx, kind, col in ((helpful, "helpful", "tab:green"), (harmful, "harmful", "tab:red"))]
+        gallery(test_images[test], groups, query_title=f"test #{test}\nlabel {name(test_labels[test])}{pred}",
+                hist=s.numpy() / -n, hist_title="all training points", hist_xlabel="−I/n",
+                suptitle="removing a green image would raise the test loss, removing a red one lower it")
         return {"test": test, "helpful": helpful.tolist(), "harmful": harmful.tolist(),
                 "helpful_delta": (-s[helpful] / n).tolist(), "harmful_delta": (-s[harmful] / n).tolist()}
 
