@@ -157,3 +157,56 @@ def students(ex: str, plan: dict) -> dict:
 
     subs = library_call_students(ex, plan)
     return {k: v for k, v in subs.items() if k[0] not in ("alice", "bob")}
+
+
+def graded_tests(ex: str, honest: dict, library: dict, cheats: dict, task: dict, points: dict,
+                 files_student: str = "cheat_files") -> dict:
+    """The graded checks every exercise's module shares, for ``globals().update(...)``: the ``grades``
+    fixture (this exercise's rows of the suite's one grading run) and four tests — every honest
+    variant gets exactly full marks unflagged; every library route or cheat earns 0 on the tasks it
+    attacks (or is flagged) while its honest tasks keep exactly their points; every library route is
+    flagged; no payload ran outside the sandbox. ``task`` maps answer ids to test ids, ``points``
+    test ids to points."""
+    import pytest
+
+    full = sum(points.values())
+
+    @pytest.fixture(scope="module")
+    def grades(course_grades):
+        return {s: r for (s, e), r in course_grades.items() if e == ex}
+
+    def task_points(row, t):
+        part = next(p for p in row["tasks"].split("; ") if p.startswith(t + "="))
+        return float(part.rsplit(" ", 1)[1].split("/")[0])
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("student", list(honest))
+    def test_honest_variants_full_marks(grades, student):
+        row = grades[student]
+        assert float(row["score"]) == full, row
+        assert not row["status"].startswith("flagged"), row
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("student", list(library) + list(cheats))
+    def test_attacks_earn_nothing_on_their_task(grades, student):
+        row = grades[student]
+        attacked = {task[a] for a in {**library, **cheats}[student]}
+        for t in attacked:
+            assert task_points(row, t) == 0.0 or row["status"].startswith("flagged"), (t, row)
+        # the other tasks were answered honestly and keep their points
+        assert float(row["score"]) == full - sum(points[t] for t in attacked), row
+
+    @pytest.mark.slow
+    def test_library_routes_are_flagged(grades):
+        for student in library:
+            assert grades[student]["status"].startswith("flagged"), grades[student]
+
+    @pytest.mark.slow
+    def test_nothing_outside_the_sandbox_ran_a_payload(grades):
+        assert files_student in grades
+        assert marker_absent()
+
+    return {"grades": grades, "test_honest_variants_full_marks": test_honest_variants_full_marks,
+            "test_attacks_earn_nothing_on_their_task": test_attacks_earn_nothing_on_their_task,
+            "test_library_routes_are_flagged": test_library_routes_are_flagged,
+            "test_nothing_outside_the_sandbox_ran_a_payload": test_nothing_outside_the_sandbox_ran_a_payload}

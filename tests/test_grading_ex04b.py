@@ -4,7 +4,6 @@ is flagged. alice (solution) and bob (untouched) are test_course's students."""
 from pathlib import Path
 
 import attacks
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "04b_propagation_and_shapley"
@@ -150,44 +149,6 @@ def plant(folder, student, ex):
         attacks.plant_payloads(folder)
 
 
-@pytest.fixture(scope="module")
-def grades(course_grades):
-    return {s: r for (s, ex), r in course_grades.items() if ex == EX}
-
-
-def _task_points(row, task):
-    part = next(p for p in row["tasks"].split("; ") if p.startswith(task + "="))
-    return float(part.rsplit(" ", 1)[1].split("/")[0])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("student", list(HONEST))
-def test_honest_variants_full_marks(grades, student):
-    row = grades[student]
-    assert float(row["score"]) == FULL, row
-    assert not row["status"].startswith("flagged"), row
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("student", list(LIBRARY) + list(CHEATS))
-def test_attacks_earn_nothing_on_their_task(grades, student):
-    row = grades[student]
-    plan = {**LIBRARY, **CHEATS}[student]
-    attacked = {TASK[a] for a in plan}
-    for task in attacked:
-        got = _task_points(row, task)
-        assert got == 0.0 or row["status"].startswith("flagged"), (task, row)
-    # the other tasks were answered honestly and keep their points
-    assert float(row["score"]) == FULL - sum(POINTS[t] for t in attacked), row
-
-
-@pytest.mark.slow
-def test_library_routes_are_flagged(grades):
-    for student in LIBRARY:
-        assert grades[student]["status"].startswith("flagged"), grades[student]
-
-
-@pytest.mark.slow
-def test_nothing_outside_the_sandbox_ran_a_payload(grades):
-    assert "cheat_files" in grades
-    assert attacks.marker_absent()
+# the graded checks every exercise shares: honest = full, attacks = 0 on their task, library
+# routes flagged, no payload outside the sandbox
+globals().update(attacks.graded_tests(EX, HONEST, LIBRARY, CHEATS, TASK, POINTS, files_student='cheat_files'))
