@@ -161,8 +161,9 @@ def students(ex: str, plan: dict) -> dict:
 
 def graded_tests(ex: str, honest: dict, library: dict, cheats: dict, task: dict, points: dict,
                  files_student: str = "cheat_files") -> dict:
-    """The graded checks every exercise's module shares, for ``globals().update(...)``: the ``grades``
-    fixture (this exercise's rows of the suite's one grading run) and four tests — every honest
+    """The graded checks every exercise's module shares, for ``globals().update(...)``: ``submissions``
+    and ``plant`` (what the suite's one grading run grades: every plan a student, trusted-file
+    payloads planted next to ``files_student``'s notebook), the ``grades`` fixture (this exercise's rows of the suite's one grading run) and four tests — every honest
     variant gets exactly full marks unflagged; every library route or cheat earns 0 on the tasks it
     attacks (or is flagged) while its honest tasks keep exactly their points; every library route is
     flagged; no payload ran outside the sandbox. ``task`` maps answer ids to test ids, ``points``
@@ -170,6 +171,13 @@ def graded_tests(ex: str, honest: dict, library: dict, cheats: dict, task: dict,
     import pytest
 
     full = sum(points.values())
+
+    def submissions():
+        return students(ex, {**honest, **library, **cheats})
+
+    def plant(folder, student, ex):
+        if student == files_student:
+            plant_payloads(folder)
 
     @pytest.fixture(scope="module")
     def grades(course_grades):
@@ -206,7 +214,7 @@ def graded_tests(ex: str, honest: dict, library: dict, cheats: dict, task: dict,
         assert files_student in grades
         assert marker_absent()
 
-    return {"grades": grades, "test_honest_variants_full_marks": test_honest_variants_full_marks,
+    return {"submissions": submissions, "plant": plant, "grades": grades, "test_honest_variants_full_marks": test_honest_variants_full_marks,
             "test_attacks_earn_nothing_on_their_task": test_attacks_earn_nothing_on_their_task,
             "test_library_routes_are_flagged": test_library_routes_are_flagged,
             "test_nothing_outside_the_sandbox_ran_a_payload": test_nothing_outside_the_sandbox_ran_a_payload}

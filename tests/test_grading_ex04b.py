@@ -140,15 +140,6 @@ CHEATS = {  # every family on at least one task (not on task 1: task 2 calls tas
 }
 
 
-def submissions():
-    return attacks.students(EX, {**HONEST, **LIBRARY, **CHEATS})
-
-
-def plant(folder, student, ex):
-    if student == "cheat_files":
-        attacks.plant_payloads(folder)
-
-
 # the graded checks every exercise shares: honest = full, attacks = 0 on their task, library
 # routes flagged, no payload outside the sandbox
 globals().update(attacks.graded_tests(EX, HONEST, LIBRARY, CHEATS, TASK, POINTS, files_student='cheat_files'))

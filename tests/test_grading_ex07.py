@@ -269,11 +269,8 @@ def submissions():
     return attacks.students(EX, plans)
 
 
-def plant(folder, student, ex):
-    if student == "e07_cheat_files":
-        attacks.plant_payloads(folder)
-
-
 # the graded checks every exercise shares: honest = full, attacks = 0 on their task, library
 # routes flagged, no payload outside the sandbox
-globals().update(attacks.graded_tests(EX, HONEST, LIBRARY, CHEATS, TASK, POINTS, files_student='e07_cheat_files'))
+globals().update({k: v for k, v in attacks.graded_tests(EX, HONEST, LIBRARY, CHEATS, TASK, POINTS,
+                                                        files_student='e07_cheat_files').items()
+                  if k != "submissions"})    # 07 grades its own plans (above)
