@@ -47,7 +47,11 @@ def test_a_dropped_reply_is_recovered_within_the_grace(tmp_path):
     assert [o.get("text") for o in outs if o.output_type == "stream"] == ["x is 42\n"]
     assert [o.data["text/plain"] for o in outs if o.output_type == "execute_result"] == ["43"]
     assert r.nb.cells[3].outputs[0].text == "after 84\n"      # the run went on with the same kernel
-    assert any("reply never arrived" in line for line in lines)
+    said = [line for line in lines if "reply never arrived" in line]
+    assert len(said) == 1, lines
+    # the diagnosis printed with it: the kernel dropped the reply, so nothing sat unread, and the
+    # client was waiting for the shell reply (nbclient's task_poll_for_reply)
+    assert "waiting for its shell reply; a reply was not waiting unread" in said[0], said[0]
 
 
 def test_the_deadline_stops_the_notebook_and_its_kernel(tmp_path):
@@ -75,3 +79,19 @@ def test_a_failing_cell_is_named(tmp_path):
     r = execute_notebook(path, quick=True)
     assert not r.ok
     assert "cell 2" in r.error and "broken on purpose" in r.error
+
+
+@pytest.mark.parametrize("only, picked", [
+    ("04", ["04_integrated_gradients.ipynb"]),                  # a number picks exactly that lecture
+    ("4", ["04_integrated_gradients.ipynb"]),
+    ("04b", ["04b_propagation_and_shapley.ipynb"]),
+    ("05,09", ["05_influence_functions.ipynb", "09_concepts_and_robustness.ipynb"]),
+    ("tsne", ["02_tsne.ipynb"]),                                 # other text: the names containing it
+    ("integrated", ["04_integrated_gradients.ipynb"]),
+    ("nothing-matches", []),
+])
+def test_only_picks_lectures_precisely(only, picked):
+    from xaicourse import course
+
+    names = [p.name for p in course.lecture_notebooks(course.find_root())]
+    assert [n for n in names if course.matches_only(only, n)] == picked

@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     b.add_argument("--out", default=None, help="site folder (default: build/site, or build/instructor-site)")
     b.add_argument("--instructor", action="store_true",
                    help="also execute the solutions and publish them in a marked section (never give this site to students)")
-    b.add_argument("--only", default=None, help="only notebooks whose name contains this text")
+    b.add_argument("--only", default=None, help="only these lectures: numbers (\"04\" is 04 alone, not 04b) or name fragments, comma-separated (\"05,09\", \"tsne\")")
     b.add_argument("--jobs", "-j", type=int, default=None,
                    help="notebooks to run at once (default: one per core, as many as the free memory holds)")
     b.add_argument("--deadline", type=float, default=None,

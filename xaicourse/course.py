@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,6 +83,34 @@ def prepare_models(log=print) -> None:
         log(f"[build] course models prepared in {time.time() - t0:.0f}s")
 
 
+def matches_only(only: str | None, name: str) -> bool:
+    """Whether a notebook or exercise folder called ``name`` is picked by ``--only``.
+
+    ``only`` is a comma-separated list. An item that looks like a lecture number ("04", "04b",
+    "4") picks exactly that number, so "04" does not also pick "04b"; any other item picks the
+    names that contain it ("tsne", "04b_propagation")."""
+    if not only:
+        return True
+    stem = name.rsplit(".", 1)[0] if name.endswith(".ipynb") else name
+    key = stem.split("_", 1)[0].lower()
+    for item in (i.strip().lower() for i in only.split(",")):
+        if not item:
+            continue
+        if re.fullmatch(r"\d{1,2}[a-z]?", item):
+            if key == item.zfill(2 + (item[-1].isalpha())):
+                return True
+        elif item in stem.lower():
+            return True
+    return False
+
+
+# Seconds each lecture took at full size (-j 2, quiet 2-core machine, benchmarks/bench_build.py):
+# only the order of the first build on a fresh clone comes from here (longest first, so that the
+# long lectures do not start last); every later build orders by its own last timings.
+TYPICAL_SECONDS = {"05": 400, "09": 320, "08": 160, "02": 90, "03": 60, "01": 30, "07": 30, "06": 25,
+                   "04": 20, "00": 10, "04b": 10}
+
+
 def _timings_file(root: Path, quick: bool) -> Path:
     return root / "build" / f"timings-{'quick' if quick else 'full'}.json"
 
@@ -110,9 +139,9 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
     out = Path(out or root / "build" / ("instructor-site" if instructor else "site"))
     notebooks = lecture_notebooks(root) + (solution_notebooks(root) if instructor else [])
     if only:
-        notebooks = [p for p in notebooks if only in p.name or only in p.parent.name]
+        notebooks = [p for p in notebooks if matches_only(only, p.name) or matches_only(only, p.parent.name)]
     has_exercises = (root / "exercises").is_dir() and any(
-        only is None or only in p.name for p in (root / "exercises").glob("[0-9][0-9]*_*"))
+        matches_only(only, p.name) for p in (root / "exercises").glob("[0-9][0-9]*_*"))
     if not notebooks and not has_exercises:
         raise ValueError(f"no notebooks to build (only={only!r})")
     jobs = default_jobs(len(notebooks)) if jobs is None else max(1, int(jobs))
@@ -121,7 +150,9 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
         timings = json.loads(timings_path.read_text())
     except (OSError, ValueError):
         timings = {}
-    order = sorted(notebooks, key=lambda p: -float(timings.get(str(p.relative_to(root)), 0.0)))
+    order = sorted(notebooks, key=lambda p: -float(timings.get(
+        str(p.relative_to(root)), TYPICAL_SECONDS.get(p.name.split("_", 1)[0], 0.0) if p.parent.name == "lectures"
+        else 0.0)))
     if notebooks:
         prepare_models(log)
     log(f"[build] {len(notebooks)} notebook(s), {jobs} at a time ({'quick' if quick else 'full size'})")

@@ -35,6 +35,11 @@ from pathlib import Path
 import nbformat
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+# Seconds a kernel may sit idle after a cell while the client still waits for it, before the
+# cell's outputs are recovered from the watchdog's record. The record is complete once the kernel
+# has gone idle on that request (IOPub is ordered), so a replay equals what the client would have
+# processed: a short grace costs nothing when it fires needlessly, and a lost reply costs 20 s.
+IDLE_GRACE = 20.0
 OUTPUT_TYPES = ("stream", "display_data", "execute_result", "error", "clear_output",
                 "update_display_data")
 
@@ -156,11 +161,18 @@ async def _execute(client, nb, *, deadline: float, idle_grace: float, progress) 
                     if msg_id is not None and msg_id in watch.idle_at \
                             and now - watch.idle_at[msg_id] > idle_grace:
                         outcome = "replay"
-                    elif msg_id is None and now - started > idle_grace and watch.idle_at \
-                            and now - max(watch.idle_at.values()) > idle_grace:
+                    elif msg_id is None and now - started > 3 * idle_grace and watch.idle_at \
+                            and now - max(watch.idle_at.values()) > 3 * idle_grace:
+                        # running a cell twice is worse than waiting: a longer grace here
                         outcome = "lost"
                 if outcome == "ok":
                     break
+                # what the first client was waiting on, and whether the reply sits unread in its
+                # socket (a wake-up the event loop missed) or never reached it: printed with the
+                # recovery, so that each occurrence says which of the two it was
+                poll = getattr(client, "task_poll_for_reply", None)      # nbclient's wait for the reply
+                waiting = "for its shell reply" if poll is not None and not poll.done() else "for its outputs"
+                unread = await ensure_async(kc.shell_channel.msg_ready())
                 task.cancel()
                 try:
                     await task
@@ -170,7 +182,9 @@ async def _execute(client, nb, *, deadline: float, idle_grace: float, progress) 
                     _replay(client, watch, msg_id, cell, idx)
                     recovered.append(idx)
                     progress(f"[cell {idx}] the kernel finished this cell but its reply never arrived; "
-                             f"outputs recovered from the kernel's broadcast after {idle_grace:.0f} s idle")
+                             f"outputs recovered from the kernel's broadcast after {idle_grace:.0f} s idle "
+                             f"(the client was waiting {waiting}; a reply was {'' if unread else 'not '}"
+                             f"waiting unread in its shell socket)")
                     if any(o.get("output_type") == "error" for o in cell.outputs):
                         raise CellExecutionError.from_cell_and_msg(cell, next(
                             o for o in cell.outputs if o.get("output_type") == "error"))
@@ -202,7 +216,7 @@ async def _polite_shutdown(client, wait: float = 5.0) -> None:
 
 
 def run_here(path: Path, *, quick: bool = False, cell_timeout: float | None = None,
-             deadline: float | None = None, idle_grace: float = 60.0, threads: int | None = None,
+             deadline: float | None = None, idle_grace: float = IDLE_GRACE, threads: int | None = None,
              kernel: str = "python3", progress=print) -> RunResult:
     """Execute the notebook in this process (the child side of ``execute_notebook``)."""
     from nbclient import NotebookClient
@@ -251,7 +265,7 @@ def _kill(pid: int) -> None:
 
 def execute_notebook(path: Path, quick: bool = False, timeout: int | None = None, kernel: str = "python3",
                      threads: int | None = None, *, deadline: float | None = None,
-                     idle_grace: float = 60.0, log=None) -> RunResult:
+                     idle_grace: float = IDLE_GRACE, log=None) -> RunResult:
     """Run a notebook top to bottom in its own folder, in a child process, never for ever.
 
     ``timeout`` is per cell (default 300 s quick, 1800 s full); ``deadline`` is for the whole
@@ -324,7 +338,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--timeout", type=float, default=None)
     p.add_argument("--deadline", type=float, default=None)
-    p.add_argument("--idle-grace", type=float, default=60.0)
+    p.add_argument("--idle-grace", type=float, default=IDLE_GRACE)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--kernel", default="python3")
     a = p.parse_args(argv)

@@ -147,7 +147,8 @@ def write_site(root: Path, out: Path, results, *, instructor: bool = False, quic
     ex_dirs = sorted(p for p in (root / "exercises").glob("[0-9][0-9]*_*") if p.is_dir()) \
         if (root / "exercises").is_dir() else []
     if only:
-        ex_dirs = [p for p in ex_dirs if only in p.name]
+        from .course import matches_only
+        ex_dirs = [p for p in ex_dirs if matches_only(only, p.name)]
 
     def publish(section: str, name: str, nb, original: Path, extra: list[str]) -> str:
         (src / section).mkdir(exist_ok=True)
