@@ -81,6 +81,16 @@ def test_a_failing_cell_is_named(tmp_path):
     assert "cell 2" in r.error and "broken on purpose" in r.error
 
 
+def test_what_the_kernel_logs_as_an_error_reaches_the_build_log(tmp_path):
+    path = _write(tmp_path, "import sys\nprint('[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel', "
+                            "file=sys.__stderr__, flush=True)", "1 + 1")
+    lines = []
+    r = execute_notebook(path, timeout=120, log=lines.append)
+    assert r.ok, r.error
+    said = [line for line in lines if "the kernel logged" in line]
+    assert said == ["[build]   nb.ipynb: the kernel logged: [IPKernelApp] ERROR | KeyboardInterrupt caught in kernel"], lines
+
+
 @pytest.mark.parametrize("only, picked", [
     ("04", ["04_integrated_gradients.ipynb"]),                  # a number picks exactly that lecture
     ("4", ["04_integrated_gradients.ipynb"]),

@@ -5,11 +5,14 @@ Three guards, from the inside out:
 1. **Per cell**: nbclient's own timeout (``cell_timeout``).
 2. **A watchdog on the kernel.** A second client listens to the kernel's broadcast (IOPub) and
    records, per request, the messages it publishes. The first client may wait for a reply that
-   will never come. This happened once when lecture 09 ran under load: the kernel had run every
-   cell and sat idle. When the watchdog has seen the kernel go idle after the cell, and the wait
-   still goes on ``idle_grace`` seconds later, the cell's outputs (and its widget messages) are
-   replayed from the watchdog's record and the run goes on. A cell that never started (its
-   request lost) is run once more.
+   will never come. This happened when lecture 09 ran under load (the kernel had run every cell
+   and sat idle), and once on a quiet machine at lecture 08's evaluation panel: both times a
+   cell that displays a widget panel. When the watchdog has seen the kernel go idle after the
+   cell, and the wait still goes on ``idle_grace`` seconds later (``IDLE_GRACE``), the cell's
+   outputs (and its widget messages) are replayed from the watchdog's record and the run goes
+   on; the message says whether the reply sat unread in the client's socket (a missed wake-up)
+   or never reached it. A cell that never started (its request lost) is run once more, after
+   three times the grace.
 3. **Per notebook**: an overall ``deadline``. ``execute_notebook`` runs the notebook in a child
    process (``python -m xaicourse.runner``) and kills it, and its kernel, when it overruns. Even
    a wait that blocks the child's event loop therefore ends.
@@ -304,6 +307,11 @@ def execute_notebook(path: Path, quick: bool = False, timeout: int | None = None
                         log(f"[build]   {path.name} {line}")
                 else:
                     state["tail"] = (state["tail"] + [line])[-20:]
+                    # what the kernel logs on its own stderr (e.g. "[IPKernelApp] ERROR |
+                    # KeyboardInterrupt caught in kernel", seen once after lecture 00) is shown,
+                    # not kept only for a failure report
+                    if log and ("ERROR" in line or "Traceback" in line):
+                        log(f"[build]   {path.name}: the kernel logged: {line.strip()[:300]}")
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
