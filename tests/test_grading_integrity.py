@@ -411,3 +411,29 @@ def test_kill_and_resume_gives_the_same_csv(tmp_path):
             return sorted((r["student"], r["score"], r["status"], r["tasks"]) for r in csv.DictReader(fh))
     assert rows(out) == rows(ref) and not partial.exists()
     assert [r[1] for r in rows(ref)] == ["9.0", "7.0", "9.0"]
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="ast.parse is thread-safe from CPython 3.13 on (gh-106905)")
+def test_the_grader_parses_one_thread_at_a_time():
+    """Parallel ast.parse calls once made a student's grade "grading error: SystemError: AST
+    constructor recursion depth mismatch" (CPython gh-106905). In the grading process every
+    ast.parse — ours and the standard library's, e.g. traceback's carets — takes one lock."""
+    import ast
+    import threading
+
+    from xaicourse.autograding import run
+
+    assert getattr(ast.parse, "_xaicourse_serialized", False)
+    done = threading.Event()
+
+    def parse_elsewhere():
+        ast.parse("y = (1 + 2) * 3")
+        done.set()
+
+    with run._AST_LOCK:                      # as the grader holds it while it scans a submission
+        worker = threading.Thread(target=parse_elsewhere)
+        worker.start()
+        assert not done.wait(0.5), "another thread parsed while the grader's scan held the lock"
+        assert ast.parse("x = 1")            # the same thread may parse again (re-entrant)
+    assert done.wait(10)
+    worker.join()

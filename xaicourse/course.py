@@ -46,6 +46,7 @@ def solution_notebooks(root: Path) -> list[Path]:
 # A notebook runs in a child process with a per-cell timeout, an overall deadline and a watchdog
 # for lost replies (xaicourse.runner); the names stay importable from here.
 from .runner import RunResult, execute_notebook  # noqa: E402,F401
+from .site import matches_only  # noqa: E402,F401  (--only; site.py needs it too)
 
 GIB = 1024 ** 3
 KERNEL_MEMORY = 3 * GIB          # the most a full-size lecture's kernel was seen to hold, with margin
@@ -81,27 +82,6 @@ def prepare_models(log=print) -> None:
         course_model(dataset, progress=False, **options)
     if time.time() - t0 > 5:
         log(f"[build] course models prepared in {time.time() - t0:.0f}s")
-
-
-def matches_only(only: str | None, name: str) -> bool:
-    """Whether a notebook or exercise folder called ``name`` is picked by ``--only``.
-
-    ``only`` is a comma-separated list. An item that looks like a lecture number ("04", "04b",
-    "4") picks exactly that number, so "04" does not also pick "04b"; any other item picks the
-    names that contain it ("tsne", "04b_propagation")."""
-    if not only:
-        return True
-    stem = name.rsplit(".", 1)[0] if name.endswith(".ipynb") else name
-    key = stem.split("_", 1)[0].lower()
-    for item in (i.strip().lower() for i in only.split(",")):
-        if not item:
-            continue
-        if re.fullmatch(r"\d{1,2}[a-z]?", item):
-            if key == item.zfill(2 + (item[-1].isalpha())):
-                return True
-        elif item in stem.lower():
-            return True
-    return False
 
 
 # Seconds each lecture took at full size (-j 2, quiet 2-core machine, benchmarks/bench_build.py):

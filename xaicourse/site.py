@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,27 @@ suppress_warnings = ["mystnb.unknown_mime_type", "myst.header", "misc.highlighti
 '''
 
 
+def matches_only(only: str | None, name: str) -> bool:
+    """Whether a notebook or exercise folder called ``name`` is picked by ``--only``.
+
+    ``only`` is a comma-separated list. An item that looks like a lecture number ("04", "04b",
+    "4") picks exactly that number, so "04" does not also pick "04b"; any other item picks the
+    names that contain it ("tsne", "04b_propagation")."""
+    if not only:
+        return True
+    stem = name.rsplit(".", 1)[0] if name.endswith(".ipynb") else name
+    key = stem.split("_", 1)[0].lower()
+    for item in (i.strip().lower() for i in only.split(",")):
+        if not item:
+            continue
+        if re.fullmatch(r"\d{1,2}[a-z]?", item):
+            if key == item.zfill(2 + (item[-1].isalpha())):
+                return True
+        elif item in stem.lower():
+            return True
+    return False
+
+
 def write_site(root: Path, out: Path, results, *, instructor: bool = False, quick: bool = False,
                only: str | None = None, log=print) -> dict:
     """Write the Sphinx project for ``results`` (executed notebooks) and build it into ``out``.
@@ -147,7 +169,6 @@ def write_site(root: Path, out: Path, results, *, instructor: bool = False, quic
     ex_dirs = sorted(p for p in (root / "exercises").glob("[0-9][0-9]*_*") if p.is_dir()) \
         if (root / "exercises").is_dir() else []
     if only:
-        from .course import matches_only
         ex_dirs = [p for p in ex_dirs if matches_only(only, p.name)]
 
     def publish(section: str, name: str, nb, original: Path, extra: list[str]) -> str:

@@ -104,13 +104,42 @@ def grade_one(template: Template, entry: Entry, settings: Settings, log=print) -
     notes += _repair(sub, template.release_nb)
     nb, answers, added = _assemble(sub, template.release_nb)
     # ---- static review of what the student wrote (trusted side, before anything runs); one scan
-    # at a time: CPython 3.11's ast.parse is not thread-safe (gh-106905)
+    # at a time: CPython 3.11's ast.parse is not thread-safe (gh-106905; see _serialize_ast_parse)
     with _AST_LOCK:
         flags, ruled_out = _review(nb, answers, added, template)
     return _run_and_check(template, entry, settings, nb, answers, added, flags, ruled_out, notes, row, t0)
 
 
-_AST_LOCK = threading.Lock()
+_AST_LOCK = threading.RLock()
+
+
+def _serialize_ast_parse() -> None:
+    """Make every ``ast.parse`` of this (grading) process take ``_AST_LOCK``.
+
+    CPython before 3.13 keeps the AST converter's recursion depth in state shared by threads
+    (gh-106905): two threads that parse at once can make one of them fail with "SystemError: AST
+    constructor recursion depth mismatch". The grader parses in parallel threads: our scan (under
+    the lock already) but also the standard library, e.g. 3.11's ``traceback`` parses source
+    lines to place its ^^^ carets whenever an error is formatted. A student's grade once came out
+    as "grading error: SystemError: AST constructor recursion depth mismatch" in a loaded test
+    run (issue #27's soak). The lock costs nothing measurable: a parse takes microseconds."""
+    import ast
+
+    if sys.version_info >= (3, 13) or getattr(ast.parse, "_xaicourse_serialized", False):
+        return
+    unlocked = ast.parse
+
+    def parse(*args, **kwargs):
+        with _AST_LOCK:
+            return unlocked(*args, **kwargs)
+
+    parse._xaicourse_serialized = True
+    parse.__wrapped__ = unlocked
+    parse.__doc__ = unlocked.__doc__
+    ast.parse = parse
+
+
+_serialize_ast_parse()
 
 
 def _review(nb, answers: dict, added: list, template: Template):
