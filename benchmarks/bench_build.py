@@ -15,10 +15,12 @@ import time
 from pathlib import Path
 
 from xaicourse import course
+from xaicourse.site import lecture_key
 
 # seconds per lecture, full size, -j 1, measured for issue #27 (lecture 09 hung and never finished)
 BEFORE = {"00": 89, "01": 150, "02": 195, "03": 497, "04": 151, "05": 462, "06": 401, "07": 399,
           "08": 146, "09": None}   # 04b did not exist yet
+TARGET_S = 15 * 60
 
 
 def slowest_cells(nb, k=2):
@@ -34,7 +36,6 @@ def slowest_cells(nb, k=2):
         if c.cell_type == "code" and "iopub.execute_input" in ex and "shell.execute_reply" in ex:
             out.append(((t(ex["shell.execute_reply"]) - t(ex["iopub.execute_input"])).total_seconds(), i))
     return sorted(out, reverse=True)[:k]
-TARGET_S = 15 * 60
 
 
 def main(argv=None):
@@ -61,13 +62,13 @@ def main(argv=None):
     print(f"xaicourse build ({mode}, -j {jobs}) on this machine")
     print(f"{'lecture':38s} {'ours s':>8s} {'before s':>9s} {'ours/before':>12s}  status; slowest cells (s)")
     for r in results:
-        before = BEFORE.get(r.path.name.split("_")[0])
+        before = BEFORE.get(lecture_key(r.path.name))
         ratio = f"{r.seconds / before:12.2f}" if before and not a.quick else f"{'-':>12s}"
         status = "ok" if r.ok else "FAILED"
         if getattr(r, "recovered", None):
             status += f" (recovered cells {r.recovered})"
         slow = ", ".join(f"#{i} {sec:.0f}" for sec, i in slowest_cells(r.nb))
-        before_s = before if before else ("hung" if r.path.name.startswith("09") else "-")
+        before_s = before if before else ("hung" if lecture_key(r.path.name) == "09" else "-")
         print(f"{r.path.name:38s} {r.seconds:8.1f} {before_s:>9} {ratio}  {status}; {slow}")
     busy = sum(r.seconds for r in results)
     print(f"{'total (wall, incl. site)':38s} {total:8.1f} {'≥ 2490':>9s} {total / TARGET_S:12.2f}  "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -46,7 +45,7 @@ def solution_notebooks(root: Path) -> list[Path]:
 # A notebook runs in a child process with a per-cell timeout, an overall deadline and a watchdog
 # for lost replies (xaicourse.runner); the names stay importable from here.
 from .runner import RunResult, execute_notebook  # noqa: E402,F401
-from .site import matches_only  # noqa: E402,F401  (--only; site.py needs it too)
+from .site import lecture_key, matches_only  # noqa: E402,F401  (--only; site.py needs it too)
 
 GIB = 1024 ** 3
 KERNEL_MEMORY = 3 * GIB          # the most a full-size lecture's kernel was seen to hold, with margin
@@ -130,9 +129,12 @@ def build(root: Path, out: Path | None = None, quick: bool = False, only: str | 
         timings = json.loads(timings_path.read_text())
     except (OSError, ValueError):
         timings = {}
-    order = sorted(notebooks, key=lambda p: -float(timings.get(
-        str(p.relative_to(root)), TYPICAL_SECONDS.get(p.name.split("_", 1)[0], 0.0) if p.parent.name == "lectures"
-        else 0.0)))
+
+    def expected_seconds(p: Path) -> float:
+        typical = TYPICAL_SECONDS.get(lecture_key(p.name), 0.0) if p.parent.name == "lectures" else 0.0
+        return float(timings.get(str(p.relative_to(root)), typical))
+
+    order = sorted(notebooks, key=expected_seconds, reverse=True)
     if notebooks:
         prepare_models(log)
     log(f"[build] {len(notebooks)} notebook(s), {jobs} at a time ({'quick' if quick else 'full size'})")

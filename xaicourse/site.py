@@ -117,6 +117,11 @@ suppress_warnings = ["mystnb.unknown_mime_type", "myst.header", "misc.highlighti
 '''
 
 
+def lecture_key(name: str) -> str:
+    """A lecture's number as its file or folder name starts: "04b" for "04b_propagation…"."""
+    return name.split("_", 1)[0].lower()
+
+
 def matches_only(only: str | None, name: str) -> bool:
     """Whether a notebook or exercise folder called ``name`` is picked by ``--only``.
 
@@ -125,15 +130,12 @@ def matches_only(only: str | None, name: str) -> bool:
     names that contain it ("tsne", "04b_propagation")."""
     if not only:
         return True
-    stem = name.rsplit(".", 1)[0] if name.endswith(".ipynb") else name
-    key = stem.split("_", 1)[0].lower()
+    stem = name.removesuffix(".ipynb").lower()
     for item in (i.strip().lower() for i in only.split(",")):
-        if not item:
-            continue
         if re.fullmatch(r"\d{1,2}[a-z]?", item):
-            if key == item.zfill(2 + (item[-1].isalpha())):
+            if lecture_key(stem).lstrip("0") == item.lstrip("0"):
                 return True
-        elif item in stem.lower():
+        elif item and item in stem:
             return True
     return False
 
